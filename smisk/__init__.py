@@ -1,0 +1,8 @@
+"""Smisk: an asyncio-native FastCGI application server with the classic Smisk API."""
+
+from __future__ import annotations
+
+from smisk._build import __build__
+from smisk._version import __version__
+
+__all__ = ["__build__", "__version__"]
