@@ -1,0 +1,44 @@
+"""Sans-IO FastCGI 1.0: records, name-value pairs and per-request state.
+
+Rules: bytes in, events out; never imports asyncio, sockets or anything above this package.
+"""
+
+from __future__ import annotations
+
+from smisk.protocol.connection import FastCGIConnection
+from smisk.protocol.constants import KEEP_CONN, Limits, ProtocolStatus, RecordType, Role
+from smisk.protocol.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from smisk.protocol.events import (
+    Data,
+    DataEnd,
+    Event,
+    RequestAborted,
+    RequestReceived,
+    RequestRefused,
+    Stdin,
+    StdinEnd,
+)
+from smisk.protocol.records import RecordReader, encode_record, encode_stream
+
+__all__ = [
+    "KEEP_CONN",
+    "Data",
+    "DataEnd",
+    "Event",
+    "FastCGIConnection",
+    "Limits",
+    "LocalProtocolError",
+    "ProtocolError",
+    "ProtocolStatus",
+    "RecordReader",
+    "RecordType",
+    "RemoteProtocolError",
+    "RequestAborted",
+    "RequestReceived",
+    "RequestRefused",
+    "Role",
+    "Stdin",
+    "StdinEnd",
+    "encode_record",
+    "encode_stream",
+]

@@ -1,0 +1,260 @@
+"""FastCGIConnection: one connection's protocol state, sans-IO.
+
+Rules: bytes in (``receive_data``), events out; replies are queued for ``data_to_send``. No
+sockets, no asyncio, no clocks. Management records (GET_VALUES, unknown types) are answered here;
+requests with an unknown role or over a limit are refused here without bothering the layer above.
+"""
+
+from __future__ import annotations
+
+from smisk.codec import decode_params, encode_params
+from smisk.protocol.constants import KEEP_CONN, Limits, ProtocolStatus, RecordType, Role
+from smisk.protocol.errors import LocalProtocolError, RemoteProtocolError
+from smisk.protocol.events import (
+    Data,
+    DataEnd,
+    Event,
+    RequestAborted,
+    RequestReceived,
+    RequestRefused,
+    Stdin,
+    StdinEnd,
+)
+from smisk.protocol.records import RecordReader, encode_record, encode_stream
+from smisk.protocol.state import TRANSITIONS, Action, State
+
+__all__ = ["FastCGIConnection"]
+
+_BEGIN_BODY_SIZE = 8  # role (2), flags (1), reserved (5)
+_STATUS_HEADER_TOO_LARGE = 431  # HTTP "Request Header Fields Too Large"
+_ROLES = frozenset(int(role) for role in Role)
+
+
+class _Request:
+    """What the connection knows of one active request id."""
+
+    __slots__ = ("keep_conn", "params", "params_size", "role", "state", "stderr_sent", "table")
+
+    def __init__(self, role: Role, keep_conn: bool) -> None:
+        self.role = role
+        self.keep_conn = keep_conn
+        self.state = State.PARAMS
+        self.table = TRANSITIONS[role]
+        self.params: list[bytes] = []
+        self.params_size = 0
+        self.stderr_sent = False
+
+
+class FastCGIConnection:
+    """The application side of one FastCGI connection."""
+
+    def __init__(self, limits: Limits | None = None, *, max_conns: int = 1024) -> None:
+        self.limits = limits if limits is not None else Limits()
+        self._reader = RecordReader()
+        self._requests: dict[int, _Request] = {}
+        self._outgoing: list[bytes] = []
+        self._closing = False
+        self._broken: RemoteProtocolError | None = None
+        reqs = max_conns * (self.limits.max_requests_per_connection if self.limits.multiplex else 1)
+        self._values = {
+            b"FCGI_MAX_CONNS": str(max_conns).encode(),
+            b"FCGI_MAX_REQS": str(reqs).encode(),
+            b"FCGI_MPXS_CONNS": b"1" if self.limits.multiplex else b"0",
+        }
+
+    # -- state the layer above reads ---------------------------------------------------------
+
+    @property
+    def active_requests(self) -> frozenset[int]:
+        """Ids of the requests begun and not yet ended."""
+        return frozenset(self._requests)
+
+    @property
+    def should_close(self) -> bool:
+        """True once a request without FCGI_KEEP_CONN has ended and no other is active."""
+        return self._closing and not self._requests
+
+    def is_active(self, request_id: int) -> bool:
+        """True while ``request_id`` has begun and not been ended."""
+        return request_id in self._requests
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the peer; return the events they complete, in order.
+
+        Raises ``RemoteProtocolError`` when the peer broke the protocol; the connection is then
+        unusable and must be closed.
+        """
+        if self._broken is not None:
+            raise self._broken
+        events: list[Event] = []
+        try:
+            for record_type, request_id, content in self._reader.feed(data):
+                if request_id == 0:
+                    self._management_record(record_type, content)
+                elif record_type == RecordType.BEGIN_REQUEST:
+                    self._begin_request(request_id, content)
+                else:
+                    request = self._requests.get(request_id)
+                    if request is not None:
+                        self._request_record(request_id, request, record_type, content, events)
+                    # Records for inactive ids are ignored (spec §3.3).
+        except RemoteProtocolError as error:
+            self._broken = error
+            raise
+        return events
+
+    def _management_record(self, record_type: int, content: bytes) -> None:
+        if record_type != RecordType.GET_VALUES:
+            body = bytes((record_type & 0xFF, 0, 0, 0, 0, 0, 0, 0))
+            self._outgoing.append(encode_record(RecordType.UNKNOWN_TYPE, 0, body))
+            return
+        try:
+            asked = decode_params(content)
+        except ValueError as error:
+            raise RemoteProtocolError(f"malformed GET_VALUES: {error}") from None
+        answer = [(name, self._values[name]) for name, _ in asked if name in self._values]
+        self._outgoing.append(encode_record(RecordType.GET_VALUES_RESULT, 0, encode_params(answer)))
+
+    def _begin_request(self, request_id: int, content: bytes) -> None:
+        if request_id in self._requests:
+            raise RemoteProtocolError(f"BEGIN_REQUEST for active request id {request_id}")
+        if len(content) != _BEGIN_BODY_SIZE:
+            raise RemoteProtocolError(f"BEGIN_REQUEST body of {len(content)} bytes, expected 8")
+        role, keep_conn = int.from_bytes(content[0:2], "big"), bool(content[2] & KEEP_CONN)
+        refusal = self._refusal_for(role)
+        if refusal is not None:
+            self._end_record(request_id, 0, refusal)
+            if not keep_conn:
+                self._closing = True
+            return
+        self._requests[request_id] = _Request(Role(role), keep_conn)
+
+    def _refusal_for(self, role: int) -> ProtocolStatus | None:
+        if role not in _ROLES:
+            return ProtocolStatus.UNKNOWN_ROLE
+        if self._requests and not self.limits.multiplex:
+            return ProtocolStatus.CANT_MPX_CONN
+        if len(self._requests) >= self.limits.max_requests_per_connection:
+            return ProtocolStatus.OVERLOADED
+        return None
+
+    def _request_record(
+        self, request_id: int, request: _Request, record_type: int, content: bytes, events: list[Event]
+    ) -> None:
+        transition = request.table.get((request.state, record_type))  # type: ignore[call-overload]
+        if transition is None:
+            kind = _type_name(record_type)
+            raise RemoteProtocolError(
+                f"{kind} record for request {request_id} in state {request.state.value}"
+            )
+        action, state_after_end = transition
+        if action is Action.STDIN:
+            if content:
+                events.append(Stdin(request_id, content))
+            else:
+                request.state = state_after_end
+                events.append(StdinEnd(request_id))
+        elif action is Action.PARAMS:
+            self._params_record(request_id, request, content, state_after_end, events)
+        elif action is Action.DATA:
+            if content:
+                events.append(Data(request_id, content))
+            else:
+                request.state = state_after_end
+                events.append(DataEnd(request_id))
+        elif action is Action.ABORT:
+            request.state = State.ABORTED
+            events.append(RequestAborted(request_id))
+
+    def _params_record(
+        self,
+        request_id: int,
+        request: _Request,
+        content: bytes,
+        state_after_end: State,
+        events: list[Event],
+    ) -> None:
+        if content:
+            request.params_size += len(content)
+            if request.params_size > self.limits.max_params_bytes:
+                self._refuse(request_id, request, "request parameters too large", events)
+            else:
+                request.params.append(content)
+            return
+        try:
+            params = decode_params(b"".join(request.params))
+        except ValueError as error:
+            raise RemoteProtocolError(f"malformed PARAMS for request {request_id}: {error}") from None
+        request.params = []
+        if len(params) > self.limits.max_params_count:
+            self._refuse(request_id, request, "too many request parameters", events)
+            return
+        request.state = state_after_end
+        events.append(RequestReceived(request_id, request.role, request.keep_conn, params))
+        if state_after_end is State.INPUT_DONE:
+            events.append(StdinEnd(request_id))
+
+    def _refuse(self, request_id: int, request: _Request, reason: str, events: list[Event]) -> None:
+        request.state = State.REFUSED
+        request.params = []
+        events.append(RequestRefused(request_id, _STATUS_HEADER_TOO_LARGE, reason))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _active(self, request_id: int) -> _Request:
+        request = self._requests.get(request_id)
+        if request is None:
+            raise LocalProtocolError(f"request {request_id} is not active")
+        return request
+
+    def send_stdout(self, request_id: int, data: bytes) -> None:
+        """Queue ``data`` as STDOUT of an active request (split into records as needed)."""
+        self._active(request_id)
+        if data:
+            self._outgoing.append(encode_stream(RecordType.STDOUT, request_id, data))
+
+    def send_stderr(self, request_id: int, data: bytes) -> None:
+        """Queue ``data`` as STDERR of an active request."""
+        request = self._active(request_id)
+        if data:
+            request.stderr_sent = True
+            self._outgoing.append(encode_stream(RecordType.STDERR, request_id, data))
+
+    def end_request(
+        self,
+        request_id: int,
+        app_status: int = 0,
+        protocol_status: ProtocolStatus = ProtocolStatus.REQUEST_COMPLETE,
+    ) -> None:
+        """Close the request's output streams and queue END_REQUEST; the id becomes inactive."""
+        request = self._active(request_id)
+        out = self._outgoing
+        out.append(encode_record(RecordType.STDOUT, request_id))
+        if request.stderr_sent:
+            out.append(encode_record(RecordType.STDERR, request_id))
+        self._end_record(request_id, app_status, protocol_status)
+        del self._requests[request_id]
+        if not request.keep_conn:
+            self._closing = True
+
+    def _end_record(self, request_id: int, app_status: int, protocol_status: int) -> None:
+        body = (app_status & 0xFFFFFFFF).to_bytes(4, "big") + bytes((protocol_status, 0, 0, 0))
+        self._outgoing.append(encode_record(RecordType.END_REQUEST, request_id, body))
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) every byte queued for the peer."""
+        out = self._outgoing
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+
+def _type_name(record_type: int) -> str:
+    try:
+        return RecordType(record_type).name
+    except ValueError:
+        return f"type-{record_type}"

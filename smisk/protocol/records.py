@@ -1,0 +1,114 @@
+"""Record framing: header codec, an incremental reader and a writer.
+
+Rules: bytes in, bytes out; no I/O. The reader accepts input split anywhere and many records per
+chunk; the writer splits payloads over 65535 bytes into several records, padded to 8 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from smisk.protocol.constants import (
+    HEADER_SIZE,
+    MAX_CONTENT_LENGTH,
+    PADDING_ALIGNMENT,
+    VERSION,
+    RecordType,
+)
+from smisk.protocol.errors import RemoteProtocolError
+
+__all__ = ["Record", "RecordReader", "encode_record", "encode_stream", "pack_header", "unpack_header"]
+
+_HEADER = struct.Struct(">BBHHBx")
+_PADDING = bytes(PADDING_ALIGNMENT)
+
+Record = tuple[int, int, bytes]  # (record type, request id, content)
+
+
+def pack_header(record_type: int, request_id: int, content_length: int, padding: int) -> bytes:
+    """Return the 8-byte header of one record."""
+    return _HEADER.pack(VERSION, record_type, request_id, content_length, padding)
+
+
+def unpack_header(header: bytes) -> tuple[int, int, int, int, int]:
+    """Return ``(version, type, request_id, content_length, padding_length)`` of an 8-byte header."""
+    return _HEADER.unpack(header)  # type: ignore[return-value]
+
+
+def _padding_for(length: int) -> int:
+    return -length % PADDING_ALIGNMENT
+
+
+def encode_record(record_type: int, request_id: int, content: bytes = b"") -> bytes:
+    """Frame ``content`` (at most 65535 bytes) as one padded record."""
+    padding = -len(content) % PADDING_ALIGNMENT
+    header = _HEADER.pack(VERSION, record_type, request_id, len(content), padding)
+    return header + content + _PADDING[:padding]
+
+
+def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
+    """Frame ``data`` of any size as records of at most 65535 bytes each (no terminator)."""
+    if len(data) <= MAX_CONTENT_LENGTH:
+        return encode_record(record_type, request_id, data)
+    view = memoryview(data)
+    # Chunks of 65528 bytes keep every record 8-byte aligned without padding.
+    step = MAX_CONTENT_LENGTH - MAX_CONTENT_LENGTH % PADDING_ALIGNMENT
+    parts = []
+    for start in range(0, len(data), step):
+        chunk = view[start : start + step]
+        padding = _padding_for(len(chunk))
+        parts.append(_HEADER.pack(VERSION, record_type, request_id, len(chunk), padding))
+        parts.append(chunk)
+        if padding:
+            parts.append(_PADDING[:padding])
+    return b"".join(parts)
+
+
+class RecordReader:
+    """Turns a byte stream into records; keeps an incomplete record buffered until it is whole."""
+
+    __slots__ = ("_buffer", "_needed")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._needed = 0  # bytes the buffered partial record needs before it can be parsed
+
+    @property
+    def buffered(self) -> int:
+        """Number of bytes held that do not yet form a whole record."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Record]:
+        """Add ``data``; return every record now complete, in order.
+
+        Raises ``RemoteProtocolError`` on a header with a version other than 1.
+        """
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._needed:
+                return []  # a trickling peer costs O(1) per chunk, not a re-parse
+            buffer = bytes(self._buffer)
+        else:
+            buffer = data
+        records: list[Record] = []
+        pos, end = 0, len(buffer)
+        unpack = _HEADER.unpack_from
+        needed = HEADER_SIZE
+        while end - pos >= HEADER_SIZE:
+            version, record_type, request_id, length, padding = unpack(buffer, pos)
+            if version != VERSION:
+                raise RemoteProtocolError(f"unsupported FastCGI version {version}")
+            content_end = pos + HEADER_SIZE + length
+            if content_end + padding > end:
+                needed = HEADER_SIZE + length + padding
+                break
+            records.append((record_type, request_id, buffer[pos + HEADER_SIZE : content_end]))
+            pos = content_end + padding
+        self._buffer = bytearray(buffer[pos:]) if pos < end else bytearray()
+        self._needed = needed
+        return records
+
+
+def is_known_type(record_type: int) -> bool:
+    """True when ``record_type`` is one FastCGI 1.0 defines."""
+    return RecordType.BEGIN_REQUEST <= record_type <= RecordType.UNKNOWN_TYPE
