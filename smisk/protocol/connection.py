@@ -143,7 +143,7 @@ class FastCGIConnection:
     def _request_record(
         self, request_id: int, request: _Request, record_type: int, content: bytes, events: list[Event]
     ) -> None:
-        transition = request.table.get((request.state, record_type))  # type: ignore[call-overload]
+        transition = request.table.get((request.state, record_type))  # type: ignore[arg-type]
         if transition is None:
             kind = _type_name(record_type)
             raise RemoteProtocolError(

@@ -32,7 +32,7 @@ def pack_header(record_type: int, request_id: int, content_length: int, padding:
 
 def unpack_header(header: bytes) -> tuple[int, int, int, int, int]:
     """Return ``(version, type, request_id, content_length, padding_length)`` of an 8-byte header."""
-    return _HEADER.unpack(header)  # type: ignore[return-value]
+    return _HEADER.unpack(header)
 
 
 def _padding_for(length: int) -> int:
@@ -53,7 +53,7 @@ def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
     view = memoryview(data)
     # Chunks of 65528 bytes keep every record 8-byte aligned without padding.
     step = MAX_CONTENT_LENGTH - MAX_CONTENT_LENGTH % PADDING_ALIGNMENT
-    parts = []
+    parts: list[bytes | memoryview] = []
     for start in range(0, len(data), step):
         chunk = view[start : start + step]
         padding = _padding_for(len(chunk))
