@@ -1,6 +1,8 @@
 """Chooses the codec implementation: the C extension when importable, else the Python twin.
 
-``SMISK_NO_EXTENSIONS=1`` forces the Python twin; ``SMISK_EXTENSION=1`` makes the C twin mandatory.
+Rules: this module only chooses and re-exports; the codecs live in ``smisk._codec`` (C) and
+``smisk._codec_py`` (the reference). ``SMISK_NO_EXTENSIONS=1`` forces the Python twin;
+``SMISK_EXTENSION=1`` makes the C twin mandatory (its ImportError propagates).
 ``IMPLEMENTATION`` names the twin in use ("c" or "python").
 """
 
@@ -9,9 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from smisk import _codec_py as _impl
-elif os.environ.get("SMISK_NO_EXTENSIONS") == "1":
+if TYPE_CHECKING or os.environ.get("SMISK_NO_EXTENSIONS") == "1":
     from smisk import _codec_py as _impl
 else:
     try:
@@ -25,5 +25,29 @@ IMPLEMENTATION: str = "python" if _impl.__name__.endswith("_py") else "c"
 
 decode_params = _impl.decode_params
 encode_params = _impl.encode_params
+parse_record_header = _impl.parse_record_header
+pack = _impl.pack
+uid = _impl.uid
+url_encode = _impl.url_encode
+url_escape = _impl.url_escape
+url_decode = _impl.url_decode
+url_unescape = _impl.url_unescape
+decompose_query = _impl.decompose_query
+xml_escape = _impl.xml_escape
+xml_unescape = _impl.xml_unescape
 
-__all__ = ["IMPLEMENTATION", "decode_params", "encode_params"]
+__all__ = [
+    "IMPLEMENTATION",
+    "decode_params",
+    "decompose_query",
+    "encode_params",
+    "pack",
+    "parse_record_header",
+    "uid",
+    "url_decode",
+    "url_encode",
+    "url_escape",
+    "url_unescape",
+    "xml_escape",
+    "xml_unescape",
+]
