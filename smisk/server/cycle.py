@@ -1,0 +1,167 @@
+"""RequestCycle: one FastCGI request from its params to END_REQUEST.
+
+Rules: runs on the event loop only. The connection routes events here; the handler reads input
+and writes output through this object. Every write ends in ``FastCGIProtocol.send`` and waits for
+``drain`` while the transport is paused, so a slow client never makes the server buffer much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from smisk.protocol import Role
+from smisk.server.streams import BodyStream, ClientGone
+
+if TYPE_CHECKING:
+    from smisk.server.protocol import FastCGIProtocol
+
+__all__ = ["Handler", "RequestCycle"]
+
+log = logging.getLogger("smisk.server")
+
+Handler = Callable[["RequestCycle"], Awaitable[None]]
+
+# A single write larger than this is sent in slices with a drain between them, so one huge
+# write() cannot park more than about this much in the transport's buffer.
+WRITE_SLICE = 256 * 1024
+
+_FALLBACK_500 = (
+    b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    b"Internal Server Error\n"
+)
+
+
+class RequestCycle:
+    """One request on one connection: its params, input streams and output."""
+
+    __slots__ = (
+        "aborted",
+        "body",
+        "data",
+        "ended",
+        "keep_conn",
+        "output_started",
+        "params",
+        "protocol",
+        "request_id",
+        "role",
+        "task",
+    )
+
+    def __init__(
+        self,
+        protocol: FastCGIProtocol,
+        request_id: int,
+        role: Role,
+        keep_conn: bool,
+        params: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.protocol = protocol
+        self.request_id = request_id
+        self.role = role
+        self.keep_conn = keep_conn
+        self.params = params
+        self.body = BodyStream(protocol.input_consumed)
+        self.data: BodyStream | None = (
+            BodyStream(protocol.input_consumed) if role is Role.FILTER else None
+        )
+        self.output_started = False
+        self.ended = False
+        self.aborted = False
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def is_active(self) -> bool:
+        """True while output can still reach the peer."""
+        return not self.ended and not self.aborted and not self.protocol.is_closed
+
+    def params_dict(self) -> dict[str, str]:
+        """The params decoded as latin-1 text (later duplicates win)."""
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in self.params}
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.ended:
+            raise ClientGone("the request has already ended")
+        if self.aborted or self.protocol.is_closed:
+            raise ClientGone("the client went away")
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` as STDOUT; waits while the transport is paused."""
+        self._check_writable()
+        self.output_started = True
+        if len(data) <= WRITE_SLICE:
+            self.protocol.send_stdout(self.request_id, data)
+            await self.protocol.drain()
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), WRITE_SLICE):
+            self._check_writable()
+            self.protocol.send_stdout(self.request_id, bytes(view[start : start + WRITE_SLICE]))
+            await self.protocol.drain()
+
+    def write_nowait(self, data: bytes) -> None:
+        """Queue ``data`` as STDOUT without waiting for the transport (small writes only)."""
+        self._check_writable()
+        self.output_started = True
+        self.protocol.send_stdout(self.request_id, data)
+
+    async def write_stderr(self, data: bytes) -> None:
+        """Send ``data`` as STDERR (the front end logs it)."""
+        self._check_writable()
+        self.protocol.send_stderr(self.request_id, data)
+        await self.protocol.drain()
+
+    def end(self, data: bytes = b"", app_status: int = 0) -> None:
+        """Send any final ``data``, then END_REQUEST. Safe to call twice or after a disconnect."""
+        if self.ended:
+            return
+        self.ended = True
+        self.body.discard()
+        if self.data is not None:
+            self.data.discard()
+        if data:
+            self.output_started = True
+        self.protocol.end_request(self.request_id, data, app_status)
+
+    # -- events from the connection ----------------------------------------------------------
+
+    def abort(self, error: ClientGone) -> None:
+        """The peer aborted the request or the connection closed: wake readers, cancel the task."""
+        if self.aborted or self.ended:
+            return
+        self.aborted = True
+        self.body.fail(error)
+        if self.data is not None:
+            self.data.fail(error)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def run(self, handler: Handler) -> None:
+        """Run ``handler`` for this request, then make sure the request is ended."""
+        try:
+            await handler(self)
+        except asyncio.CancelledError:
+            if not self.aborted:
+                raise
+        except ClientGone:
+            pass
+        except Exception:
+            log.exception("unhandled error in request handler")
+            if not self.output_started and self.is_active:
+                self.end(_FALLBACK_500)
+        finally:
+            self.end()
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer with a short plain-text error page and end the request."""
+        body = f"{reason}\n".encode()
+        head = (
+            f"Status: {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.end(head.encode("latin-1") + body)

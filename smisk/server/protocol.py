@@ -1,0 +1,211 @@
+"""FastCGIProtocol: the asyncio shell around one FastCGI connection.
+
+Rules: the only code that reads or writes a connection's socket. It feeds bytes to the sans-IO
+``FastCGIConnection``, routes events by request id to ``RequestCycle`` objects, and applies flow
+control both ways: reading pauses while request bodies wait unread above a high-water mark, and
+writers wait for ``drain`` while the transport is paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from smisk.protocol import (
+    Data,
+    DataEnd,
+    FastCGIConnection,
+    RemoteProtocolError,
+    RequestAborted,
+    RequestReceived,
+    RequestRefused,
+    Role,
+    Stdin,
+    StdinEnd,
+)
+from smisk.server.cycle import RequestCycle
+from smisk.server.streams import BodyStream, ClientGone
+
+if TYPE_CHECKING:
+    from smisk.server.runner import Server
+
+__all__ = ["FastCGIProtocol"]
+
+log = logging.getLogger("smisk.server")
+
+# Unread request-body bytes held per connection before reading pauses, and the level at which
+# it resumes: enough to keep a fast upload streaming, small enough to bound memory per peer.
+INPUT_HIGH_WATER = 512 * 1024
+INPUT_LOW_WATER = 128 * 1024
+# The transport's own write buffer: writers wait once this much is queued for a slow reader.
+OUTPUT_HIGH_WATER = 256 * 1024
+OUTPUT_LOW_WATER = 64 * 1024
+
+
+class FastCGIProtocol(asyncio.Protocol):
+    """One accepted connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.connection = FastCGIConnection(server.limits, max_conns=server.max_connections)
+        self.transport: asyncio.Transport | None = None
+        self.cycles: dict[int, RequestCycle] = {}
+        self.is_closed = False
+        self.closing = False
+        self.last_activity = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._input_buffered = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    # -- connection lifecycle ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER)
+        self.last_activity = self._loop.time()
+        self.server.connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_closed = True
+        gone = ClientGone("the connection closed")
+        for cycle in list(self.cycles.values()):
+            cycle.abort(gone)
+        self._wake_drain_waiters(gone)
+        self.server.connection_lost(self)
+
+    def close(self) -> None:
+        """Close now if no request is in flight, else once the last one ends."""
+        self.closing = True
+        if not self.cycles and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (used after the graceful deadline)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self._loop.time()
+        try:
+            events = self.connection.receive_data(data)
+        except RemoteProtocolError as error:
+            log.warning("closing connection: %s", error)
+            self._flush()
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    def _dispatch(self, event: object) -> None:
+        if type(event) is Stdin:
+            self._feed(self.cycles[event.request_id].body, event.data)
+        elif type(event) is RequestReceived:
+            self._start(event)
+        elif type(event) is StdinEnd:
+            self.cycles[event.request_id].body.feed_eof()
+        elif type(event) is Data:
+            self._feed(self.cycles[event.request_id].data, event.data)
+        elif type(event) is DataEnd:
+            stream = self.cycles[event.request_id].data
+            assert stream is not None
+            stream.feed_eof()
+        elif type(event) is RequestAborted:
+            self.cycles[event.request_id].abort(ClientGone("the request was aborted"))
+        elif type(event) is RequestRefused:
+            self._refuse(event)
+
+    def _start(self, event: RequestReceived) -> None:
+        cycle = RequestCycle(self, event.request_id, event.role, event.keep_conn, event.params)
+        self.cycles[event.request_id] = cycle
+        self.server.start_cycle(cycle)
+
+    def _refuse(self, event: RequestRefused) -> None:
+        log.warning("refused request %d: %s", event.request_id, event.reason)
+        cycle = self.cycles.get(event.request_id)
+        if cycle is None:  # refused while reading params: no cycle exists yet
+            cycle = RequestCycle(self, event.request_id, Role.RESPONDER, True, [])
+            self.cycles[event.request_id] = cycle
+        cycle.refuse(event.status, event.reason)
+
+    def _feed(self, stream: BodyStream | None, data: bytes) -> None:
+        assert stream is not None
+        stream.feed(data)
+        self._input_buffered += len(data)
+        if self._input_buffered > INPUT_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def input_consumed(self, n: int) -> None:
+        """A stream released ``n`` bytes; resume reading below the low-water mark."""
+        self._input_buffered -= n
+        if self._reading_paused and self._input_buffered <= INPUT_LOW_WATER and not self.is_closed:
+            self._reading_paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send_stdout(self, request_id: int, data: bytes) -> None:
+        """Frame ``data`` as STDOUT and hand it to the transport."""
+        self.connection.send_stdout(request_id, data)
+        self._flush()
+
+    def send_stderr(self, request_id: int, data: bytes) -> None:
+        """Frame ``data`` as STDERR and hand it to the transport."""
+        self.connection.send_stderr(request_id, data)
+        self._flush()
+
+    def end_request(self, request_id: int, data: bytes, app_status: int) -> None:
+        """Send final ``data`` and END_REQUEST; close the connection if it is done."""
+        self.cycles.pop(request_id, None)
+        if self.is_closed or not self.connection.is_active(request_id):
+            return
+        if data:
+            self.connection.send_stdout(request_id, data)
+        self.connection.end_request(request_id, app_status)
+        self._flush()
+        if self.connection.should_close or (self.closing and not self.cycles):
+            assert self.transport is not None
+            self.transport.close()
+
+    def _flush(self) -> None:
+        data = self.connection.data_to_send()
+        if data and not self.is_closed:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        if self.is_closed:
+            raise ClientGone("the connection closed")
+        if not self._writing_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_drain_waiters(None)
+
+    def _wake_drain_waiters(self, error: Exception | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)

@@ -1,0 +1,80 @@
+"""Run a server for tests: in a thread with its own loop, or in a child process (for RSS)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from smisk.server import Handler, Server, bind_listener
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ServerThread:
+    """A Server on a private event loop in a daemon thread."""
+
+    def __init__(self, handler: Handler, addresses: list[str], **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = Server(handler, **options)
+        self._listeners = [bind_listener(a) for a in addresses]
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        self.call(self.server.start(self._listeners))
+        return self
+
+    def call(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def addresses(self) -> list[Any]:
+        out: list[Any] = []
+        for address in self.server.addresses:
+            out.append(address.path if address.family == "unix" else (address.host, address.port))
+        return out
+
+    def close(self, timeout: float = 10) -> None:
+        self.call(self.server.close(timeout))
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.server._closing:
+            self.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@contextmanager
+def server_process(address: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """Run tests/support/serve_handlers.py in a child process serving ``address``."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.serve_handlers", address, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY"), line
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
