@@ -20,6 +20,8 @@ import unicodedata
 import urllib.parse
 from typing import IO, Any
 
+from smisk.codec import decompose_query
+
 __all__ = [
     "FormError",
     "MultipartParser",
@@ -116,8 +118,6 @@ class UrlEncodedParser:
         self._body = bytearray()
         if not body:
             return {}
-        from smisk.codec import decompose_query  # TEMP until the codec lands
-
         result: dict[str, Any] = decompose_query(
             body, charset=self._charset, tolerant=self._tolerant
         )

@@ -16,6 +16,7 @@ from smisk.forms import (
     FormError,
     MultipartParser,
     RequestEntityTooLarge,
+    UrlEncodedParser,
     parse_content_type,
     sanitize_filename,
 )
@@ -409,3 +410,38 @@ def test_form_error_statuses() -> None:
     assert FormError("x", status=415).status == 415
     assert RequestEntityTooLarge("x").status == 413
     assert isinstance(RequestEntityTooLarge("x"), ValueError)
+
+
+# -- urlencoded --------------------------------------------------------------------------------
+
+
+def test_urlencoded_vector_24() -> None:
+    parser = UrlEncodedParser(limit=1000, charset="utf-8")
+    for byte in b"a=1&a=2&b=x+y&c=%C3%A5&empty=&novalue":
+        parser.feed(bytes([byte]))
+    assert parser.close() == {
+        "a": ["1", "2"],
+        "b": "x y",
+        "c": "\u00e5",
+        "empty": "",
+        "novalue": None,
+    }
+
+
+def test_urlencoded_limit_vector_25() -> None:
+    parser = UrlEncodedParser(limit=5, charset="utf-8")
+    parser.feed(b"a=1&b")
+    with pytest.raises(RequestEntityTooLarge, match="form data size limit exceeded") as info:
+        parser.feed(b"=2")
+    assert info.value.status == 413
+
+
+def test_urlencoded_empty_and_latin1_fallback() -> None:
+    assert UrlEncodedParser(limit=10, charset="utf-8").close() == {}
+    parser = UrlEncodedParser(limit=100, charset="utf-8")
+    parser.feed(b"name=%E5%E4%F6")
+    assert parser.close() == {"name": "\u00e5\u00e4\u00f6"}
+    strict = UrlEncodedParser(limit=100, charset="utf-8", tolerant=False)
+    strict.feed(b"name=%E5%E4%F6")
+    with pytest.raises(UnicodeDecodeError):
+        strict.close()
