@@ -1,4 +1,8 @@
-"""Build script: the C codec is optional; without a compiler the pure-Python twin is used."""
+"""Build script: the C codec is optional; without a compiler the pure-Python twin is used.
+
+``SMISK_NO_EXTENSIONS=1`` skips the extension; a failed compile only prints a warning
+(``optional=True``), so ``pip install`` never fails for want of a compiler.
+"""
 
 import os
 

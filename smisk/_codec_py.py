@@ -37,6 +37,11 @@ _HEADER = struct.Struct(">BBHHBx")  # FastCGI record header; the trailing byte i
 Buffer = bytes | bytearray | memoryview
 
 
+def _check_buffer(data: object) -> None:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("data must be bytes, bytearray or memoryview")
+
+
 def _read_length(data: Buffer, pos: int) -> tuple[int, int]:
     if pos >= len(data):
         raise ValueError("truncated name-value pair length")
@@ -54,6 +59,7 @@ def decode_params(data: Buffer) -> list[tuple[bytes, bytes]]:
 
     Raises ``ValueError`` when a length runs past the end of ``data``.
     """
+    _check_buffer(data)
     pairs: list[tuple[bytes, bytes]] = []
     pos, end = 0, len(data)
     while pos < end:
@@ -97,6 +103,7 @@ def encode_params(pairs: list[tuple[bytes, bytes]]) -> bytes:
 def parse_record_header(data: Buffer, offset: int = 0) -> tuple[int, int, int, int, int]:
     """Return ``(version, type, request_id, content_length, padding_length)`` of the 8-byte
     FastCGI record header that starts at ``offset`` in ``data``."""
+    _check_buffer(data)
     if not isinstance(offset, int):
         raise TypeError("offset must be an integer")
     if offset < 0 or len(data) - offset < _HEADER.size:
