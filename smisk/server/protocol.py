@@ -103,6 +103,7 @@ class FastCGIProtocol(asyncio.Protocol):
         for event in events:
             self._dispatch(event)
         self._flush()
+        self._close_if_done()
 
     def _dispatch(self, event: object) -> None:
         if type(event) is Stdin:
@@ -118,7 +119,7 @@ class FastCGIProtocol(asyncio.Protocol):
             assert stream is not None
             stream.feed_eof()
         elif type(event) is RequestAborted:
-            self.cycles[event.request_id].abort(ClientGone("the request was aborted"))
+            self._abort_request(event.request_id)
         elif type(event) is RequestRefused:
             self._refuse(event)
 
@@ -126,6 +127,13 @@ class FastCGIProtocol(asyncio.Protocol):
         cycle = RequestCycle(self, event.request_id, event.role, event.keep_conn, event.params)
         self.cycles[event.request_id] = cycle
         self.server.start_cycle(cycle)
+
+    def _abort_request(self, request_id: int) -> None:
+        cycle = self.cycles.get(request_id)
+        if cycle is None:  # aborted before its params were complete: no handler runs yet
+            self.connection.end_request(request_id)
+        else:
+            cycle.abort(ClientGone("the request was aborted"))
 
     def _refuse(self, event: RequestRefused) -> None:
         log.warning("refused request %d: %s", event.request_id, event.reason)
@@ -172,9 +180,16 @@ class FastCGIProtocol(asyncio.Protocol):
         if data:
             self.connection.send_stdout(request_id, data)
         self.connection.end_request(request_id, app_status)
+        self.last_activity = self._loop.time()  # idle time counts from the last request's end
         self._flush()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        """Close once no request is left that the peer still waits for: after a request without
+        FCGI_KEEP_CONN (also one refused at BEGIN_REQUEST) or when a graceful close is pending."""
+        if self.is_closed or self.transport is None or self.transport.is_closing():
+            return
         if self.connection.should_close or (self.closing and not self.cycles):
-            assert self.transport is not None
             self.transport.close()
 
     def _flush(self) -> None:

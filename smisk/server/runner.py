@@ -7,6 +7,7 @@ lets in-flight requests finish within a deadline, closes idle keep-alive connect
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 
@@ -100,10 +101,13 @@ class Server:
         task = asyncio.get_running_loop().create_task(cycle.run(self.handler))
         cycle.task = task
         self.tasks.add(task)
-        task.add_done_callback(self._cycle_done)
+        task.add_done_callback(functools.partial(self._cycle_done, cycle))
 
-    def _cycle_done(self, task: asyncio.Task[None]) -> None:
+    def _cycle_done(self, cycle: RequestCycle, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        # A task cancelled before its first step (an abort in the same read as the request)
+        # never ran ``RequestCycle.run``; the request must still get its END_REQUEST.
+        cycle.end()
         self.stats.requests_finished += 1
         if not task.cancelled() and task.exception() is not None:
             log.error("request task failed", exc_info=task.exception())

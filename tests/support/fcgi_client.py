@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from smisk.codec import decode_params, encode_params
@@ -82,7 +83,7 @@ class FastCGIClient:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(address)
-        self._buffer = b""
+        self._buffer = bytearray()  # deleting a consumed prefix of a bytearray is cheap
         self.management: list[tuple[int, bytes]] = []
         self.responses: dict[int, Response] = {}
 
@@ -102,16 +103,16 @@ class FastCGIClient:
         """Return the next record, or None at EOF."""
         while True:
             if len(self._buffer) >= 8:
-                _, rtype, rid, length, padding = unpack_header(self._buffer[:8])
+                _, rtype, rid, length, padding = unpack_header(bytes(self._buffer[:8]))
                 total = 8 + length + padding
                 if len(self._buffer) >= total:
-                    content = self._buffer[8 : 8 + length]
-                    self._buffer = self._buffer[total:]
+                    content = bytes(self._buffer[8 : 8 + length])
+                    del self._buffer[:total]
                     return rtype, rid, content
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 if self._buffer:
-                    raise AssertionError(f"EOF inside a record: {self._buffer!r}")
+                    raise AssertionError(f"EOF inside a record: {bytes(self._buffer[:64])!r}")
                 return None
             self._buffer += chunk
 
@@ -139,6 +140,21 @@ class FastCGIClient:
         elif rtype == END:
             response.app_status = int.from_bytes(content[:4], "big")
             response.protocol_status = content[4]
+
+    def stream(self, request_id: int = 1) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(type, content)`` of each record for ``request_id`` up to END_REQUEST, without
+        keeping them (for responses too large to hold)."""
+        while True:
+            record = self.read_record()
+            if record is None:
+                raise ConnectionError("connection closed before END_REQUEST")
+            rtype, rid, content = record
+            if rid != request_id:
+                self._store(rtype, rid, content)
+                continue
+            yield rtype, content
+            if rtype == END:
+                return
 
     def read_management(self) -> tuple[int, bytes]:
         while not self.management:

@@ -15,6 +15,9 @@ TEXT = b"Content-Type: text/plain\r\n"
 Route = Callable[[RequestCycle, dict[str, list[str]]], Awaitable[None]]
 ROUTES: dict[str, Route] = {}
 EVENTS: list[str] = []  # what handlers observed (aborts), for tests running in-process
+# Gates for /hold, /release and /barrier, per event loop (each test server has its own loop).
+_GATES: dict[tuple[int, str], asyncio.Event] = {}
+_ARRIVALS: dict[tuple[int, str], int] = {}
 
 
 def route(path: str) -> Callable[[Route], Route]:
@@ -66,8 +69,15 @@ async def sha256(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
 
 
 def pattern(size: int) -> bytes:
-    block = bytes(range(256)) * 256
-    return (block * (size // len(block) + 1))[:size]
+    """The bytes /big sends: 0, 1, ..., 255 repeated."""
+    return pattern_at(0, size)
+
+
+def pattern_at(offset: int, length: int) -> bytes:
+    """``pattern(offset + length)[offset:]`` without building the whole prefix."""
+    start = offset % 256
+    block = bytes(range(256)) * ((start + length) // 256 + 1)
+    return block[start : start + length]
 
 
 @route("/big")
@@ -77,9 +87,10 @@ async def big(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
     await cycle.write(
         b"Content-Type: application/octet-stream\r\n" + f"Content-Length: {size}\r\n\r\n".encode()
     )
-    data = pattern(size)
+    # Each chunk is made when it is written: the handler itself holds one chunk, so the
+    # server's own buffering is what a memory measurement sees.
     for start in range(0, size, chunk):
-        await cycle.write(data[start : start + chunk])
+        await cycle.write(pattern_at(start, min(chunk, size - start)))
 
 
 @route("/params")
@@ -122,3 +133,62 @@ async def filter_(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
 async def stderr(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
     await cycle.write_stderr(b"a log line\n")
     cycle.end(TEXT + b"\r\nok")
+
+
+def _gate(key: str) -> asyncio.Event:
+    slot = (id(asyncio.get_running_loop()), key)
+    gate = _GATES.get(slot)
+    if gate is None:
+        gate = _GATES[slot] = asyncio.Event()
+    return gate
+
+
+@route("/hold")
+async def hold(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
+    """Wait, without reading the body, until /release?key= is requested; then answer."""
+    key = query.get("key", [""])[0]
+    EVENTS.append(f"holding {key}")
+    await _gate(key).wait()
+    cycle.end(TEXT + b"\r\nreleased " + key.encode())
+
+
+@route("/release")
+async def release(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
+    _gate(query.get("key", [""])[0]).set()
+    cycle.end(TEXT + b"\r\nok")
+
+
+@route("/barrier")
+async def barrier(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
+    """Answer only once ``n`` requests with the same key are in flight together."""
+    key, count = query.get("key", [""])[0], int(query.get("n", ["1"])[0])
+    slot = (id(asyncio.get_running_loop()), key)
+    _ARRIVALS[slot] = _ARRIVALS.get(slot, 0) + 1
+    if _ARRIVALS[slot] >= count:
+        _gate("barrier:" + key).set()
+    await _gate("barrier:" + key).wait()
+    cycle.end(TEXT + b"\r\n" + str(cycle.request_id).encode())
+
+
+@route("/stats")
+async def stats(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
+    """The server's view of its other connections: buffers and flow-control state."""
+    server = cycle.protocol.server
+    connections = [
+        {
+            "write_buffer": conn.transport.get_write_buffer_size() if conn.transport else 0,
+            "writing_paused": conn._writing_paused,
+            "input_buffered": conn._input_buffered,
+            "reading_paused": conn._reading_paused,
+            "requests": len(conn.cycles),
+        }
+        for conn in server.connections
+        if conn is not cycle.protocol
+    ]
+    body = {
+        "connections": connections,
+        "accepted": server.stats.accepted_connections,
+        "started": server.stats.requests_started,
+        "finished": server.stats.requests_finished,
+    }
+    cycle.end(b"Content-Type: application/json\r\n\r\n" + json.dumps(body).encode())

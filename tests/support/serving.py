@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,11 +53,19 @@ class ServerThread:
 
 
 @contextmanager
-def server_process(address: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
-    """Run tests/support/serve_handlers.py in a child process serving ``address``."""
+def server_process(
+    address: str, *extra: str, stdin: Any = None, prefix: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[str]]:
+    """Run tests/support/serve_handlers.py in a child process serving ``address``.
+
+    ``stdin`` becomes the child's fd 0 (a listening socket, with ``address="inherit"``);
+    ``prefix`` is a launcher put before the command (e.g. spawn-fcgi). The child's "READY host:port"
+    line is kept as ``proc.ready`` (the bound address after "READY ").
+    """
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.serve_handlers", address, *extra],
+        [*prefix, sys.executable, "-m", "tests.support.serve_handlers", address, *extra],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -66,10 +75,21 @@ def server_process(address: str, *extra: str) -> Iterator[subprocess.Popen[str]]
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("READY"), line
+        proc.ready = line.split(" ", 1)[1].strip()  # type: ignore[attr-defined]
         yield proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def tcp_address(text: str) -> tuple[str, int]:
+    """``("127.0.0.1", 5000)`` from ``127.0.0.1:5000`` or ``[::1]:5000``."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def rss_kib(pid: int) -> int:
@@ -78,3 +98,19 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    For state another thread or process reaches on its own (a flag, a counter, a paused
+    transport): the wait ends as soon as the state is reached, never after a fixed delay.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.005)
