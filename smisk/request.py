@@ -1,0 +1,373 @@
+"""Request: the current HTTP request, the classic way.
+
+Rules: every attribute is computed on first access and cached for the request. Params are decoded
+once here (UTF-8, undecodable bytes kept as surrogates); ``HTTP_PROXY`` is dropped and duplicate
+``HTTP_*`` params are merged. Form bodies are parsed incrementally; uploads go to private temp
+files that are removed when the request ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from smisk.channel import Channel
+from smisk.codec import decompose_query
+from smisk.cookies import parse_cookies
+from smisk.forms import (
+    MultipartParser,
+    RequestEntityTooLarge,
+    UrlEncodedParser,
+    parse_content_type,
+)
+from smisk.stream import Stream, _Sink
+from smisk.url import URL
+
+if TYPE_CHECKING:
+    from smisk.application import Application
+    from smisk.server import RequestCycle
+
+__all__ = ["Request"]
+
+URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+MULTIPART_MAX_PARTS = 1000  # parts per multipart body: bounds the work one request can cause
+MULTIPART_MAX_FIELD = 10 * 1024 * 1024  # bytes of one non-file field held in memory
+PARSE_CHUNK = 256 * 1024  # bytes read from the body per parser step
+
+
+def _merge_params(params: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for raw_name, raw_value in params:
+        name = raw_name.decode("utf-8", "surrogateescape")
+        value = raw_value.decode("utf-8", "surrogateescape")
+        if name in env and name.startswith("HTTP_"):
+            separator = "; " if name == "HTTP_COOKIE" else ", "
+            env[name] = f"{env[name]}{separator}{value}"
+        else:
+            env[name] = value
+    env.pop("HTTP_PROXY", None)  # httpoxy: a client header must never look like configuration
+    return env
+
+
+class _ErrorSink(_Sink):
+    """Sends a request's ``errors`` stream to the front end as FastCGI STDERR."""
+
+    def __init__(self, cycle: RequestCycle, channel: Channel) -> None:
+        self._cycle, self._channel = cycle, channel
+        self._pending: list[bytes] = []
+
+    def emit(self, data: bytes) -> None:
+        self._pending.append(data)
+        if data.endswith(b"\n"):
+            self.flush()
+
+    def _take(self) -> bytes:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        return data
+
+    def flush(self) -> None:
+        data = self._take()
+        if not data:
+            return
+        if self._channel.threaded:
+            self._channel.block(self._cycle.write_stderr, data)
+        else:
+            self._cycle.protocol.send_stderr(self._cycle.request_id, data)
+
+    async def aflush(self) -> None:
+        data = self._take()
+        if data:
+            await self._cycle.write_stderr(data)
+
+
+class Request:
+    """A HTTP request: environment, query, form, files, cookies and the raw input stream."""
+
+    max_multipart_size: int = 2147483648  # 2 GB; < 0 disables the limit, 0 disables parsing
+    max_formdata_size: int = 10737418  # ~10 MB; 0 disables parsing
+
+    _cycle: RequestCycle | None = None
+    _app: Application | None = None
+    _channel: Channel | None = None
+    _cache: dict[str, Any]
+    _multipart: MultipartParser | None = None
+    _input: Stream | None = None
+    _errors: Stream | None = None
+
+    def __init__(self) -> None:
+        self._cache = {}
+
+    def _attach(self, cycle: RequestCycle, app: Application, channel: Channel) -> None:
+        self._cycle, self._app, self._channel = cycle, app, channel
+        self._cache = {}
+
+    # -- raw data ----------------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The FastCGI params as a dict of str."""
+        env = self._cache.get("env")
+        if env is None:
+            params = self._cycle.params if self._cycle is not None else []
+            env = self._cache["env"] = _merge_params(params)
+        return env
+
+    @property
+    def input(self) -> Stream:
+        """The request body stream."""
+        if self._input is None:
+            self._input = Stream(self._require_channel(), source=self._require_cycle().body)
+        return self._input
+
+    @property
+    def errors(self) -> Stream:
+        """A stream to the web server's error log (FastCGI STDERR)."""
+        if self._errors is None:
+            channel = self._require_channel()
+            self._errors = Stream(channel, sink=_ErrorSink(self._require_cycle(), channel))
+        return self._errors
+
+    def log_error(self, message: str) -> None:
+        """Write ``message`` to the web server's error log, prefixed with program name and pid."""
+        if not isinstance(message, str):
+            raise TypeError("first argument must be a string")
+        if self._cycle is None:
+            raise OSError(
+                "request.errors stream not initialized. Only makes sense during an active request."
+            )
+        program = os.path.basename(sys.argv[0]) or "python"
+        line = f"{program}[{os.getpid()}] {message}"
+        self.errors.write(line if line.endswith("\n") else line + "\n")
+        self.errors.flush()
+
+    def __iter__(self) -> Any:
+        return iter(self.input)
+
+    def _require_cycle(self) -> RequestCycle:
+        if self._cycle is None:
+            raise OSError("no active request")
+        return self._cycle
+
+    def _require_channel(self) -> Channel:
+        if self._channel is None:
+            raise OSError("no active request")
+        return self._channel
+
+    # -- derived attributes ------------------------------------------------------------------
+
+    @property
+    def method(self) -> str | None:
+        """The HTTP method ("GET", "POST", ...)."""
+        return self.env.get("REQUEST_METHOD")
+
+    @property
+    def is_active(self) -> bool:
+        """True while this request is being served and its client is still there."""
+        return self._cycle is not None and self._cycle.is_active
+
+    @property
+    def url(self) -> URL:
+        """The URL of the request, rebuilt from the params."""
+        url = self._cache.get("url")
+        if url is None:
+            url = self._cache["url"] = _url_from_env(self.env)
+        return url
+
+    @property
+    def referring_url(self) -> URL | None:
+        """``URL(HTTP_REFERER)``, or None without a referrer."""
+        referer = self.env.get("HTTP_REFERER")
+        return URL(referer) if referer is not None else None
+
+    @property
+    def charset(self) -> str:
+        """The charset used to decode query strings, forms and cookies."""
+        return self._app.charset if self._app is not None else "utf-8"
+
+    @property
+    def tolerant(self) -> bool:
+        """Whether undecodable text falls back to latin-1 instead of raising."""
+        return bool(getattr(self._app, "tolerant", True))
+
+    @property
+    def get(self) -> dict[str, Any]:
+        """Parameters of the query string."""
+        parsed = self._cache.get("get")
+        if parsed is None:
+            query = self.env.get("QUERY_STRING", "")
+            parsed = decompose_query(query, self.charset, self.tolerant) if query else {}
+            self._cache["get"] = parsed
+        return parsed
+
+    @property
+    def cookies(self) -> dict[str, Any]:
+        """Cookies sent with the request."""
+        parsed = self._cache.get("cookies")
+        if parsed is None:
+            header = self.env.get("HTTP_COOKIE", "")
+            parsed = parse_cookies(header, self.charset) if header else {}
+            self._cache["cookies"] = parsed
+        return parsed
+
+    # -- form bodies -------------------------------------------------------------------------
+
+    @property
+    def post(self) -> dict[str, Any]:
+        """Fields of a urlencoded or multipart POST body."""
+        self._ensure_form()
+        return self._cache["post"]  # type: ignore[no-any-return]
+
+    @property
+    def files(self) -> dict[str, Any]:
+        """Files uploaded in a multipart body: dicts with filename, content_type, path, size."""
+        self._ensure_form()
+        return self._cache["files"]  # type: ignore[no-any-return]
+
+    def _form_kind(self) -> tuple[str, dict[str, str]] | None:
+        """The body's form type and its parameters, or None when it is not parsed as a form."""
+        if "post" in self._cache:
+            return None
+        mime, options = parse_content_type(self.env.get("CONTENT_TYPE", ""))
+        if mime == URLENCODED and self.max_formdata_size != 0:
+            return mime, options
+        if mime == MULTIPART and self.max_multipart_size != 0 and options.get("boundary"):
+            return mime, options
+        self._cache["post"], self._cache["files"] = {}, {}
+        return None
+
+    def _content_length(self) -> int | None:
+        text = self.env.get("CONTENT_LENGTH", "").strip()
+        return int(text) if text.isdigit() else None
+
+    def _new_parser(self, kind: tuple[str, dict[str, str]]) -> UrlEncodedParser | MultipartParser:
+        mime, options = kind
+        length = self._content_length()
+        if mime == URLENCODED:
+            limit = self.max_formdata_size
+            if length is not None and length > limit:
+                raise RequestEntityTooLarge("form data size limit exceeded")
+            return UrlEncodedParser(limit, self.charset, tolerant=self.tolerant)
+        limit = self.max_multipart_size if self.max_multipart_size > 0 else sys.maxsize
+        if length is not None and length > limit:
+            raise RequestEntityTooLarge("multipart data size limit exceeded")
+        self._multipart = MultipartParser(
+            options["boundary"].encode("latin-1", "replace"),
+            max_size=limit,
+            max_parts=MULTIPART_MAX_PARTS,
+            max_field_size=min(MULTIPART_MAX_FIELD, self.max_formdata_size or MULTIPART_MAX_FIELD),
+            spool_dir=None,
+            charset=self.charset,
+        )
+        return self._multipart
+
+    def _store_form(self, parser: UrlEncodedParser | MultipartParser) -> None:
+        if isinstance(parser, UrlEncodedParser):
+            self._cache["post"], self._cache["files"] = parser.close(), {}
+        else:
+            parser.close()
+            self._cache["post"], self._cache["files"] = parser.fields, parser.files
+
+    def _ensure_form(self) -> None:
+        """Parse a form body (blocking: sync handlers; async ones had it parsed beforehand)."""
+        kind = self._form_kind()
+        if kind is None:
+            return
+        parser = self._new_parser(kind)
+        stream = self.input
+        while chunk := stream.read1(PARSE_CHUNK):
+            parser.feed(chunk)
+        self._store_form(parser)
+
+    async def _aload_form(self) -> None:
+        """Parse a form body on the loop; multipart file writes go to a worker thread."""
+        kind = self._form_kind()
+        if kind is None:
+            return
+        parser = self._new_parser(kind)
+        loop = self._require_channel().loop
+        stream = self.input
+        while chunk := await stream.aread1(PARSE_CHUNK):
+            if isinstance(parser, MultipartParser):
+                await loop.run_in_executor(None, parser.feed, chunk)
+            else:
+                parser.feed(chunk)
+        if isinstance(parser, MultipartParser):
+            await loop.run_in_executor(None, self._store_form, parser)
+        else:
+            self._store_form(parser)
+
+    def _cleanup_files(self) -> None:
+        """Remove upload temp files (blocking; run off the loop)."""
+        if self._multipart is not None:
+            self._multipart.cleanup()
+            self._multipart = None
+
+    # -- sessions (the work is done by smisk.sessions.binding) ------------------------------
+
+    _session_state: Any = None
+
+    def _session_binding(self) -> Any:
+        if self._session_state is None:
+            from smisk.sessions.binding import SessionBinding
+
+            self._session_state = SessionBinding(self)
+        return self._session_state
+
+    @property
+    def session(self) -> Any:
+        """The current session's data (None for a new session); loaded on first access."""
+        return self._session_binding().get()
+
+    @session.setter
+    def session(self, value: Any) -> None:
+        self._session_binding().set(value)
+
+    @property
+    def session_id(self) -> str:
+        """The current session id (a new one is issued when the client has none)."""
+        return self._session_binding().get_id()  # type: ignore[no-any-return]
+
+    @session_id.setter
+    def session_id(self, value: str) -> None:
+        self._session_binding().set_id(value)
+
+    def _response_headers(self) -> list[str]:
+        """Header lines the request adds when output begins (e.g. a new session's cookie)."""
+        if self._session_state is None:
+            return []
+        return self._session_state.response_headers()  # type: ignore[no-any-return]
+
+    def _finish_sync(self) -> None:
+        """End-of-request work in a handler thread (session write-back)."""
+        if self._session_state is not None:
+            self._session_state.finish_sync()
+
+    async def _afinish(self) -> None:
+        """End-of-request work on the loop (session write-back)."""
+        if self._session_state is not None:
+            await self._session_state.afinish()
+
+
+def _url_from_env(env: dict[str, str]) -> URL:
+    url = URL()
+    https = env.get("HTTPS", "").lower()
+    url.scheme = "https" if https in ("on", "1", "yes") else env.get("REQUEST_SCHEME") or "http"
+    url.user = env.get("REMOTE_USER") or None
+    host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
+    port_text = env.get("SERVER_PORT", "")
+    if host and host.startswith("[") and "]" in host:  # [v6]:port
+        bracket = host.index("]")
+        host, port_text = host[: bracket + 1], host[bracket + 2 :] or port_text
+    elif host and ":" in host:
+        host, _, port_text = host.partition(":")
+    url.host = host
+    url.port = int(port_text) if port_text.isdigit() else 0
+    if "SCRIPT_NAME" in env:
+        url.path = env["SCRIPT_NAME"] + env.get("PATH_INFO", "")
+    elif "REQUEST_URI" in env:
+        url.path = URL.decode(env["REQUEST_URI"].partition("?")[0])
+    url.query = env.get("QUERY_STRING")
+    return url

@@ -1,0 +1,235 @@
+"""Runs an Application on the asyncio server: the bridge from request cycles to the classic
+Request/Response objects, the classic ``bind``/``unbind``/``listening``, and ``run()``.
+
+Rules: the kind of ``service()`` (plain or ``async def``) is decided once, at start-up. Sync
+services run in a bounded thread pool inside a copy of the request's context; the loop only
+waits for them. Every request ends with its buffered output and END_REQUEST in one hand-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from smisk.application import Application
+from smisk.channel import Channel
+from smisk.context import current_request, current_response
+from smisk.request import Request
+from smisk.response import Response
+from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
+from smisk.server import inherited_listener as _inherited_listener
+
+__all__ = ["ApplicationHandler", "bind", "listening", "run_application", "unbind"]
+
+log = logging.getLogger("smisk")
+
+FILE_CHUNK = 256 * 1024  # bytes read per step when the server streams a file itself
+
+
+class ApplicationHandler:
+    """Serves an Application's ``service()`` for each request cycle."""
+
+    def __init__(self, app: Application, threads: int | None = None) -> None:
+        self.app = app
+        self.is_async = inspect.iscoroutinefunction(app.service)
+        self.executor: ThreadPoolExecutor | None = None
+        if not self.is_async:
+            count = threads or app.threads
+            self.executor = ThreadPoolExecutor(count, thread_name_prefix="smisk-service")
+        self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
+
+    def close(self) -> None:
+        """Release the handler threads (waits for running handlers)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    def _channel(self, loop: asyncio.AbstractEventLoop) -> Channel:
+        channel = self._channels.get(loop)
+        if channel is None:
+            channel = self._channels[loop] = Channel(loop, threaded=not self.is_async)
+        return channel
+
+    def _new_objects(self, cycle: RequestCycle, channel: Channel) -> tuple[Request, Response]:
+        app = self.app
+        request, response = app.request_class(), app.response_class()
+        template = app._template_request
+        if template is not None:
+            request.max_formdata_size = template.max_formdata_size
+            request.max_multipart_size = template.max_multipart_size
+        request._attach(cycle, app, channel)
+        response._attach(cycle, app, channel, request)
+        return request, response
+
+    async def __call__(self, cycle: RequestCycle) -> None:
+        loop = asyncio.get_running_loop()
+        request, response = self._new_objects(cycle, self._channel(loop))
+        current_request.set(request)  # this task's own context: no reset needed
+        current_response.set(response)
+        try:
+            if self.is_async:
+                await self._serve_async(request, response)
+            else:
+                await self._serve_in_thread(loop, request, response)
+            if response._file_to_stream is not None:
+                await self._stream_file(cycle, response)
+            cycle.end(response._take_pending())
+        finally:
+            if request._multipart is not None:
+                await loop.run_in_executor(None, request._cleanup_files)
+
+    async def _serve_in_thread(
+        self, loop: asyncio.AbstractEventLoop, request: Request, response: Response
+    ) -> None:
+        context = contextvars.copy_context()
+        future = loop.run_in_executor(
+            self.executor, context.run, self._serve_sync, request, response
+        )
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The client went away: the thread's next stream call raises; let it finish so the
+            # upload files it may still be writing are removed only afterwards.
+            await asyncio.wait([future])
+            raise
+
+    def _serve_sync(self, request: Request, response: Response) -> None:
+        app = self.app
+        try:
+            app.service()
+            if not response.has_begun and response._file_to_stream is None:
+                response.begin()
+        except ClientGone:
+            raise
+        except Exception:
+            self._report(sys.exc_info(), response)
+        request._finish_sync()
+
+    async def _serve_async(self, request: Request, response: Response) -> None:
+        try:
+            await request._aload_form()
+            await self.app.service()
+            if not response.has_begun and response._file_to_stream is None:
+                response.begin()
+        except ClientGone:
+            raise
+        except Exception:
+            self._report(sys.exc_info(), response)
+        await request._afinish()
+
+    def _report(self, exc_info: Any, response: Response) -> None:
+        try:
+            self.app.error(*exc_info)
+            if not response.has_begun:
+                response.begin()
+        except ClientGone:
+            raise
+        except Exception:
+            log.exception("error() failed while reporting another error")
+            if not response.has_begun:
+                response._take_pending()
+                response.headers = ["Status: 500 Internal Server Error", "Content-Type: text/plain"]
+                response._file_to_stream = None
+                response.begin()
+                response.out.write(b"Internal Server Error\n")
+
+    async def _stream_file(self, cycle: RequestCycle, response: Response) -> None:
+        path = response._file_to_stream
+        assert path is not None
+        try:
+            size = (await aiofiles.os.stat(path)).st_size
+        except OSError as error:
+            response._file_to_stream = None
+            self._report((type(error), error, error.__traceback__), response)
+            return
+        async with aiofiles.open(path, "rb") as handle:
+            response._file_headers(path, size)
+            if not response.has_begun:
+                response.begin()
+            await cycle.write(response._take_pending())
+            while chunk := await handle.read(FILE_CHUNK):
+                await cycle.write(chunk)
+
+
+# -- the classic bind / unbind / listening -----------------------------------------------------
+
+_bound: Listener | None = None
+
+
+def bind(path: str, backlog: int = -1) -> None:
+    """Listen on ``path``: ``:5000``, ``host:port``, ``[v6]:port`` or a unix socket path."""
+    global _bound
+    if not isinstance(path, str):
+        raise TypeError("first argument must be a string")
+    if not isinstance(backlog, int):
+        raise TypeError("second argument must be an integer")
+    if _bound is not None:
+        from smisk.errors import IOError as SmiskIOError
+
+        raise SmiskIOError("already bound")
+    _bound = bind_listener(path, backlog)
+
+
+def unbind() -> None:
+    """Close the socket from ``bind()``; no effect when not bound."""
+    global _bound
+    if _bound is not None:
+        listener, _bound = _bound, None
+        listener.close()
+
+
+def listening() -> str | None:
+    """The address bound with ``bind()`` (``host:port`` or the socket path), else None."""
+    if _bound is None:
+        return None
+    address = _bound.bound_address
+    return address.path if address.family == "unix" else str(address)
+
+
+def _take_listener() -> Listener:
+    if _bound is not None:
+        return _bound
+    inherited = _inherited_listener()
+    if inherited is None:
+        raise OSError("Application must be run in a FastCGI environment")
+    return inherited
+
+
+def run_application(app: Application) -> None:
+    """The classic blocking ``Application.run()``: serve until SIGINT/SIGTERM/SIGHUP or exit()."""
+    global _bound
+    listener = _take_listener()
+    app.application_will_start()
+    try:
+        asyncio.run(_serve_until_stopped(app, listener))
+    finally:
+        if listener is _bound:
+            _bound = None
+        app.application_did_stop()
+
+
+async def _serve_until_stopped(app: Application, listener: Listener) -> None:
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    handler = ApplicationHandler(app)
+    server = Server(handler)
+    app._stop = lambda: loop.call_soon_threadsafe(stopped.set)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        await server.start([listener])
+        await stopped.wait()
+        await server.close()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        app._stop = None
+        await loop.run_in_executor(None, handler.close)
