@@ -249,6 +249,18 @@ class _Part:
         self.size = 0
 
 
+def _boundary_bytes(boundary: bytes | str) -> bytes:
+    """Validate a boundary (RFC 2046: 1-70 characters, no line breaks); ``str`` as latin-1."""
+    if isinstance(boundary, str):
+        try:
+            boundary = boundary.encode("latin-1")
+        except UnicodeEncodeError:
+            raise FormError("invalid multipart boundary") from None
+    if not 0 < len(boundary) <= MAX_BOUNDARY_LENGTH or b"\r" in boundary or b"\n" in boundary:
+        raise FormError("invalid multipart boundary")
+    return boundary
+
+
 class MultipartParser:
     """Incremental ``multipart/form-data`` parser (RFC 7578 / RFC 2046).
 
@@ -266,7 +278,7 @@ class MultipartParser:
 
     def __init__(
         self,
-        boundary: bytes,
+        boundary: bytes | str,
         *,
         max_size: int,
         max_parts: int,
@@ -275,13 +287,7 @@ class MultipartParser:
         charset: str,
         tolerant: bool = True,
     ) -> None:
-        if (
-            not boundary
-            or len(boundary) > MAX_BOUNDARY_LENGTH
-            or b"\r" in boundary
-            or b"\n" in boundary
-        ):
-            raise FormError("invalid multipart boundary")
+        boundary = _boundary_bytes(boundary)
         self.fields: dict[str, Any] = {}
         self.files: dict[str, Any] = {}
         self._delimiter = b"\r\n--" + boundary

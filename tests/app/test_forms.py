@@ -364,8 +364,23 @@ def test_malformed_bodies_are_400(tmp_path: Path, data: bytes) -> None:
     assert not isinstance(info.value, RequestEntityTooLarge)
 
 
-@pytest.mark.parametrize("boundary", [b"", b"a\r\nb", b"x" * 300])
-def test_invalid_boundary(tmp_path: Path, boundary: bytes) -> None:
+def test_str_boundary_from_parse_content_type(tmp_path: Path) -> None:
+    _, params = parse_content_type(f'multipart/form-data; boundary="{BOUNDARY.decode()}"')
+    parser = MultipartParser(
+        params["boundary"],
+        max_size=-1,
+        max_parts=10,
+        max_field_size=100,
+        spool_dir=str(tmp_path),
+        charset="utf-8",
+    )
+    parser.feed(body(field("a", "1")))
+    parser.close()
+    assert parser.fields == {"a": "1"}
+
+
+@pytest.mark.parametrize("boundary", [b"", b"a\r\nb", b"x" * 300, "", "\u20ac"])
+def test_invalid_boundary(tmp_path: Path, boundary: bytes | str) -> None:
     with pytest.raises(FormError):
         MultipartParser(
             boundary, max_size=1, max_parts=1, max_field_size=1, spool_dir=None, charset="utf-8"

@@ -411,6 +411,8 @@ def test_decompose_query_observed_vectors() -> None:
         "age": "53",
         "name": "Jack \u00f6l",
     }
+    assert URL.decompose_query("a[]=1&a[]=2&x[y]=3") == {"a[]": ["1", "2"], "x[y]": "3"}
+    assert URL.decompose_query("bad=%FF;semi=1") == {"bad": "\u00ff;semi=1"}
     assert URL.decompose_query(b"x=1") == {"x": "1"}
     assert URL.decompose_query(bytearray(b"x=1")) == {"x": "1"}
     assert URL.decompose_query(5) == {"5": None}
