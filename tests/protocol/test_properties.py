@@ -189,7 +189,7 @@ def interleaved(draw: st.DrawFn) -> tuple[list[Plan], bytes]:
     return requests, b"".join(out)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(interleaved(), st.lists(st.integers(0, 100_000), max_size=20))
 def test_request_stream_in_any_chunks(case: tuple[list[Plan], bytes], cuts: list[int]) -> None:
     requests, raw = case
@@ -208,24 +208,46 @@ def test_request_stream_in_any_chunks(case: tuple[list[Plan], bytes], cuts: list
 
 # -- garbage ------------------------------------------------------------------------------------
 
-fuzzy_records = st.lists(
+BEGIN_BODIES = [bytes((0, role, flags, 0, 0, 0, 0, 0)) for role in (1, 2, 3, 9) for flags in (0, 1)]
+fuzzy_ids = st.integers(0, 2)
+# Mostly records a web server sends, so that requests get far enough to emit events.
+fuzzy_record = st.one_of(
     st.builds(
-        encode_record,
-        st.integers(0, 14),
-        st.integers(0, 3),
-        st.one_of(
-            st.binary(max_size=12),
-            st.sampled_from([b"\x00\x01\x01\x00\x00\x00\x00\x00", b"\x00\x03\x00" + bytes(5)]),
-            pairs_strategy.map(encode_params),
-        ),
+        encode_record, st.just(RecordType.BEGIN_REQUEST), fuzzy_ids, st.sampled_from(BEGIN_BODIES)
     ),
-    max_size=25,
-).map(b"".join)
+    st.builds(
+        encode_record, st.just(RecordType.PARAMS), fuzzy_ids, pairs_strategy.map(encode_params)
+    ),
+    st.builds(encode_record, st.sampled_from([2, 4, 5, 8]), fuzzy_ids),
+    st.builds(
+        encode_record, st.sampled_from([5, 8]), fuzzy_ids, st.binary(min_size=1, max_size=12)
+    ),
+    st.builds(encode_record, st.integers(0, 14), fuzzy_ids, st.binary(max_size=12)),
+)
+fuzzy_records = st.lists(fuzzy_record, max_size=40).map(b"".join)
 
 
-@settings(max_examples=300)
+@st.composite
+def mutated_requests(draw: st.DrawFn) -> bytes:
+    """A valid request stream with a few bytes overwritten, inserted or deleted."""
+    raw = bytearray(draw(interleaved())[1])
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(raw)))
+        byte = draw(st.integers(0, 255))
+        action = draw(st.sampled_from(["set", "insert", "delete"]))
+        if action == "insert" or pos == len(raw):
+            raw.insert(pos, byte)
+        elif action == "set":
+            raw[pos] = byte
+        else:
+            del raw[pos]
+    return bytes(raw)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    st.one_of(st.binary(max_size=200), fuzzy_records), st.lists(st.integers(0, 2000), max_size=8)
+    st.one_of(st.binary(max_size=200), fuzzy_records, mutated_requests()),
+    st.lists(st.integers(0, 2000), max_size=8),
 )
 def test_garbage_yields_events_or_protocol_error(raw: bytes, cuts: list[int]) -> None:
     conn = FastCGIConnection()
