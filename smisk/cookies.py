@@ -1,6 +1,6 @@
 # Rules: no I/O. Parsing is lenient and never raises (the Cookie header is client input);
 # formatting is strict and refuses anything that could split or extend the header line.
-"""Cookies: parse a ``Cookie`` header, format a ``Set-Cookie`` header line.
+"""Cookies: parse a ``Cookie`` header, format the value of a ``Set-Cookie`` header.
 
 ``parse_cookies`` behaves like the classic Smisk (``;`` separated, names and values
 URL-decoded, repeated names give lists, a name without ``=`` maps to None, quotes kept).
@@ -128,7 +128,7 @@ def format_set_cookie(
     same_site: str | None = None,
     expires: datetime.datetime | float | str | None = None,
 ) -> str:
-    """Build a complete ``Set-Cookie: ...`` header line (no CRLF), as ``Response.set_cookie`` adds.
+    """Build the value of a ``Set-Cookie`` header (``name=value; Version=1; ...``, no CRLF).
 
     ``name``, ``value`` and ``comment`` are URL-encoded (as in the classic Smisk, so any text is
     safe and ``parse_cookies`` gives it back); ``domain``, ``path`` and a ``str`` ``expires`` are
@@ -156,4 +156,4 @@ def format_set_cookie(
     if http_only:
         attributes.append("HttpOnly")
     attributes += _same_site(same_site, bool(secure))
-    return "Set-Cookie: " + "; ".join(attributes)
+    return "; ".join(attributes)

@@ -73,14 +73,14 @@ def test_parse_bytes_never_raises(header: bytes) -> None:
 
 
 def test_defaults_keep_the_documented_version() -> None:
-    assert format_set_cookie("n", "v") == "Set-Cookie: n=v; Version=1"
+    assert format_set_cookie("n", "v") == "n=v; Version=1"
 
 
 def test_names_and_values_are_url_encoded_like_the_original() -> None:
-    assert format_set_cookie("n a", "v;a l") == "Set-Cookie: n%20a=v%3Ba%20l; Version=1"
-    assert format_set_cookie(b"n", b"\xff") == "Set-Cookie: n=%FF; Version=1"
+    assert format_set_cookie("n a", "v;a l") == "n%20a=v%3Ba%20l; Version=1"
+    assert format_set_cookie(b"n", b"\xff") == "n=%FF; Version=1"
     assert format_set_cookie("n", "a\r\nSet-Cookie: evil=1") == (
-        "Set-Cookie: n=a%0D%0ASet-Cookie%3A%20evil%3D1; Version=1"
+        "n=a%0D%0ASet-Cookie%3A%20evil%3D1; Version=1"
     )
 
 
@@ -98,7 +98,7 @@ def test_all_attributes_in_the_original_order() -> None:
         same_site="lax",
     )
     assert line == (
-        "Set-Cookie: b=c; Version=2; Comment=my%20c; Domain=.ex.com; Path=/a b/c; "
+        "b=c; Version=2; Comment=my%20c; Domain=.ex.com; Path=/a b/c; "
         "Max-Age=100; Expires=Tue, 25 Nov 2025 18:34:46 GMT; Secure; HttpOnly; SameSite=Lax"
     )
 
@@ -112,7 +112,7 @@ def test_expires_is_a_correct_rfc1123_date() -> None:
 
 def test_max_age_zero_expires_in_the_past() -> None:
     line = format_set_cookie("n", "", max_age=0)
-    assert line == "Set-Cookie: n=; Version=1; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    assert line == "n=; Version=1; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 def test_no_max_age_means_a_session_cookie() -> None:
@@ -137,16 +137,14 @@ def test_no_max_age_means_a_session_cookie() -> None:
     ],
 )
 def test_explicit_expires(expires: datetime.datetime | float | str, text: str) -> None:
-    assert format_set_cookie("n", "v", expires=expires, version=None) == (
-        f"Set-Cookie: n=v; Expires={text}"
-    )
+    assert format_set_cookie("n", "v", expires=expires, version=None) == (f"n=v; Expires={text}")
     both = format_set_cookie("n", "v", max_age=10, expires=expires)
     assert both.count("Expires=") == 1
     assert "Max-Age=10" in both
 
 
 def test_version_can_be_left_out() -> None:
-    assert format_set_cookie("n", "v", version=None, path="/") == "Set-Cookie: n=v; Path=/"
+    assert format_set_cookie("n", "v", version=None, path="/") == "n=v; Path=/"
 
 
 @pytest.mark.parametrize("same_site", ["Strict", "strict", "LAX", "None"])
@@ -186,5 +184,5 @@ def test_bad_types_and_empty_names() -> None:
 def test_formatted_cookies_parse_back(name: str, value: str) -> None:
     line = format_set_cookie(name, value, path="/", http_only=True)
     assert "\r" not in line and "\n" not in line
-    pair = line.removeprefix("Set-Cookie: ").split("; ")[0]
+    pair = line.removeprefix("").split("; ")[0]
     assert parse_cookies(pair, "utf-8") == {name: value}  # everything is encoded, so exact
