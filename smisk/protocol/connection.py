@@ -141,7 +141,12 @@ class FastCGIConnection:
         return None
 
     def _request_record(
-        self, request_id: int, request: _Request, record_type: int, content: bytes, events: list[Event]
+        self,
+        request_id: int,
+        request: _Request,
+        record_type: int,
+        content: bytes,
+        events: list[Event],
     ) -> None:
         transition = request.table.get((request.state, record_type))  # type: ignore[arg-type]
         if transition is None:
@@ -186,7 +191,9 @@ class FastCGIConnection:
         try:
             params = decode_params(b"".join(request.params))
         except ValueError as error:
-            raise RemoteProtocolError(f"malformed PARAMS for request {request_id}: {error}") from None
+            raise RemoteProtocolError(
+                f"malformed PARAMS for request {request_id}: {error}"
+            ) from None
         request.params = []
         if len(params) > self.limits.max_params_count:
             self._refuse(request_id, request, "too many request parameters", events)

@@ -17,7 +17,14 @@ from smisk.protocol.constants import (
 )
 from smisk.protocol.errors import RemoteProtocolError
 
-__all__ = ["Record", "RecordReader", "encode_record", "encode_stream", "pack_header", "unpack_header"]
+__all__ = [
+    "Record",
+    "RecordReader",
+    "encode_record",
+    "encode_stream",
+    "pack_header",
+    "unpack_header",
+]
 
 _HEADER = struct.Struct(">BBHHBx")
 _PADDING = bytes(PADDING_ALIGNMENT)
@@ -48,6 +55,8 @@ def encode_record(record_type: int, request_id: int, content: bytes = b"") -> by
 
 def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
     """Frame ``data`` of any size as records of at most 65535 bytes each (no terminator)."""
+    if not data:
+        return b""  # an empty record would end the stream
     if len(data) <= MAX_CONTENT_LENGTH:
         return encode_record(record_type, request_id, data)
     view = memoryview(data)
