@@ -7,6 +7,8 @@ requests with an unknown role or over a limit are refused here without bothering
 
 from __future__ import annotations
 
+import functools
+
 from smisk.codec import decode_params, encode_params
 from smisk.protocol.constants import KEEP_CONN, Limits, ProtocolStatus, RecordType, Role
 from smisk.protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -27,7 +29,17 @@ __all__ = ["FastCGIConnection"]
 
 _BEGIN_BODY_SIZE = 8  # role (2), flags (1), reserved (5)
 _STATUS_HEADER_TOO_LARGE = 431  # HTTP "Request Header Fields Too Large"
-_ROLES = frozenset(int(role) for role in Role)
+_ROLE_BY_NUMBER = {int(role): role for role in Role}
+
+
+@functools.lru_cache(maxsize=16)
+def _management_values(max_conns: int, max_reqs: int, multiplex: bool) -> dict[bytes, bytes]:
+    """The FCGI_GET_VALUES answers, computed once per configuration (not per connection)."""
+    return {
+        b"FCGI_MAX_CONNS": str(max_conns).encode(),
+        b"FCGI_MAX_REQS": str(max_reqs).encode(),
+        b"FCGI_MPXS_CONNS": b"1" if multiplex else b"0",
+    }
 
 
 class _Request:
@@ -55,12 +67,9 @@ class FastCGIConnection:
         self._outgoing: list[bytes] = []
         self._closing = False
         self._broken: RemoteProtocolError | None = None
-        reqs = max_conns * (self.limits.max_requests_per_connection if self.limits.multiplex else 1)
-        self._values = {
-            b"FCGI_MAX_CONNS": str(max_conns).encode(),
-            b"FCGI_MAX_REQS": str(reqs).encode(),
-            b"FCGI_MPXS_CONNS": b"1" if self.limits.multiplex else b"0",
-        }
+        multiplex = self.limits.multiplex
+        reqs = max_conns * (self.limits.max_requests_per_connection if multiplex else 1)
+        self._values = _management_values(max_conns, reqs, multiplex)
 
     # -- state the layer above reads ---------------------------------------------------------
 
@@ -122,17 +131,17 @@ class FastCGIConnection:
             raise RemoteProtocolError(f"BEGIN_REQUEST for active request id {request_id}")
         if len(content) != _BEGIN_BODY_SIZE:
             raise RemoteProtocolError(f"BEGIN_REQUEST body of {len(content)} bytes, expected 8")
-        role, keep_conn = int.from_bytes(content[0:2], "big"), bool(content[2] & KEEP_CONN)
+        role, keep_conn = (content[0] << 8) | content[1], bool(content[2] & KEEP_CONN)
         refusal = self._refusal_for(role)
         if refusal is not None:
             self._end_record(request_id, 0, refusal)
             if not keep_conn:
                 self._closing = True
             return
-        self._requests[request_id] = _Request(Role(role), keep_conn)
+        self._requests[request_id] = _Request(_ROLE_BY_NUMBER[role], keep_conn)
 
     def _refusal_for(self, role: int) -> ProtocolStatus | None:
-        if role not in _ROLES:
+        if role not in _ROLE_BY_NUMBER:
             return ProtocolStatus.UNKNOWN_ROLE
         if self._requests and not self.limits.multiplex:
             return ProtocolStatus.CANT_MPX_CONN
@@ -152,7 +161,7 @@ class FastCGIConnection:
         if transition is None:
             kind = _type_name(record_type)
             raise RemoteProtocolError(
-                f"{kind} record for request {request_id} in state {request.state.value}"
+                f"{kind} record for request {request_id} in state {request.state.name}"
             )
         action, state_after_end = transition
         if action is Action.STDIN:
