@@ -374,4 +374,3 @@ class WSGIHandler:
             raise
         if final is not None and cycle.is_active:
             cycle.end(final)
-
