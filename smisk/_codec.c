@@ -22,9 +22,11 @@
 #endif
 
 #if defined(__GNUC__)
+#define MAYBE_UNUSED __attribute__((unused))
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
+#define MAYBE_UNUSED
 #define LIKELY(x) (x)
 #define UNLIKELY(x) (x)
 #endif
@@ -474,23 +476,43 @@ short_data:
 }
 
 static PyObject *
+header_tuple(const unsigned char *h)
+{
+    long fields[5] = {h[0], h[1], (h[2] << 8) | h[3], (h[4] << 8) | h[5], h[6]};
+    PyObject *out = PyTuple_New(5);
+    for (int i = 0; out != NULL && i < 5; i++) {
+        PyObject *field = PyLong_FromLong(fields[i]);
+        if (field == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(out, i, field);
+    }
+    return out;
+}
+
+static PyObject *
 codec_parse_record_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames)
 {
     PyObject *argv[2];
     Py_buffer buffer;
     Py_ssize_t offset;
-    if (bind_args(&header_sig, args, nargs, kwnames, argv) < 0 ||
-        get_byte_buffer(argv[0], &buffer) < 0) {
+    if (bind_args(&header_sig, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
-    if (header_offset(argv[1], buffer.len, &offset) < 0) {
-        PyBuffer_Release(&buffer);
+    if (PyBytes_Check(argv[0])) { /* the common case, without the buffer protocol */
+        if (header_offset(argv[1], PyBytes_GET_SIZE(argv[0]), &offset) < 0) {
+            return NULL;
+        }
+        return header_tuple((const unsigned char *)PyBytes_AS_STRING(argv[0]) + offset);
+    }
+    if (get_byte_buffer(argv[0], &buffer) < 0) {
         return NULL;
     }
-    const unsigned char *h = (const unsigned char *)buffer.buf + offset;
-    PyObject *out = Py_BuildValue("(iiiii)", h[0], h[1], (h[2] << 8) | h[3], (h[4] << 8) | h[5],
-                                  h[6]);
+    PyObject *out = header_offset(argv[1], buffer.len, &offset) < 0
+                        ? NULL
+                        : header_tuple((const unsigned char *)buffer.buf + offset);
     PyBuffer_Release(&buffer);
     return out;
 }
@@ -603,41 +625,42 @@ typedef struct {
 
 #define ROL32(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
 
+/* Four rounds of twenty, each with its own function and constant; the message schedule is
+ * kept as a rolling window of sixteen words. */
+#define SHA1_W(i) (w[(i) & 15] = ROL32(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ \
+                                        w[((i) + 2) & 15] ^ w[(i) & 15], 1))
+#define SHA1_STEP(f, k, wi)                                                                    \
+    do {                                                                                       \
+        uint32_t t = ROL32(a, 5) + (f) + e + (k) + (wi);                                       \
+        e = d;                                                                                 \
+        d = c;                                                                                 \
+        c = ROL32(b, 30);                                                                      \
+        b = a;                                                                                 \
+        a = t;                                                                                 \
+    } while (0)
+
 static void
 sha1_block(uint32_t h[5], const unsigned char *p)
 {
-    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    uint32_t w[16], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
     for (int i = 0; i < 16; i++) {
         w[i] = ((uint32_t)p[4 * i] << 24) | ((uint32_t)p[4 * i + 1] << 16) |
                ((uint32_t)p[4 * i + 2] << 8) | (uint32_t)p[4 * i + 3];
     }
-    for (int i = 16; i < 80; i++) {
-        w[i] = ROL32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (int i = 0; i < 16; i++) {
+        SHA1_STEP(d ^ (b & (c ^ d)), 0x5A827999u, w[i]);
     }
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999u;
-        }
-        else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1u;
-        }
-        else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDCu;
-        }
-        else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6u;
-        }
-        uint32_t t = ROL32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = ROL32(b, 30);
-        b = a;
-        a = t;
+    for (int i = 16; i < 20; i++) {
+        SHA1_STEP(d ^ (b & (c ^ d)), 0x5A827999u, SHA1_W(i));
+    }
+    for (int i = 20; i < 40; i++) {
+        SHA1_STEP(b ^ c ^ d, 0x6ED9EBA1u, SHA1_W(i));
+    }
+    for (int i = 40; i < 60; i++) {
+        SHA1_STEP((b & c) | (d & (b | c)), 0x8F1BBCDCu, SHA1_W(i));
+    }
+    for (int i = 60; i < 80; i++) {
+        SHA1_STEP(b ^ c ^ d, 0xCA62C1D6u, SHA1_W(i));
     }
     h[0] += a;
     h[1] += b;
@@ -1325,7 +1348,7 @@ xml_extra(Py_UCS4 c)
 
 #define DEFINE_XML(CH)                                                                          \
     DEFINE_ENTITY_AT(CH)                                                                        \
-    static Py_ssize_t xml_escape_extra_##CH(const CH *s, Py_ssize_t size)                       \
+    MAYBE_UNUSED static Py_ssize_t xml_escape_extra_##CH(const CH *s, Py_ssize_t size)          \
     {                                                                                           \
         Py_ssize_t extra = 0;                                                                   \
         for (Py_ssize_t i = 0; i < size; i++) {                                                 \
@@ -1333,7 +1356,7 @@ xml_extra(Py_UCS4 c)
         }                                                                                       \
         return extra;                                                                           \
     }                                                                                           \
-    static void xml_escape_fill_##CH(const CH *s, Py_ssize_t size, CH *out)                     \
+    MAYBE_UNUSED static void xml_escape_fill_##CH(const CH *s, Py_ssize_t size, CH *out)        \
     {                                                                                           \
         for (Py_ssize_t i = 0; i < size; i++) {                                                 \
             const char *entity;                                                                 \
@@ -1388,6 +1411,252 @@ DEFINE_XML(Py_UCS1)
 DEFINE_XML(Py_UCS2)
 DEFINE_XML(Py_UCS4)
 
+/* One-byte text (bytes, ASCII and latin-1 str) is the common case: with SSE2, sixteen bytes are
+ * tested at a time and the template functions above only finish the last few. */
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+
+#define XML_BLOCK 16
+#define XML_WEIGHT_FLUSH 50 /* blocks summed per byte lane before it could pass 255 (50 * 5) */
+
+static inline __m128i
+xml_load(const unsigned char *p)
+{
+    return _mm_loadu_si128((const __m128i *)p);
+}
+
+static inline __m128i
+bytes_equal(__m128i v, char c)
+{
+    return _mm_cmpeq_epi8(v, _mm_set1_epi8(c));
+}
+
+/* Per byte, the extra length its entity needs: 4, 3, 3 or 5 for & < > ", else 0. */
+static inline __m128i
+xml_weights(__m128i v)
+{
+    __m128i amp = _mm_and_si128(bytes_equal(v, '&'), _mm_set1_epi8(4));
+    __m128i quot = _mm_and_si128(bytes_equal(v, '"'), _mm_set1_epi8(5));
+    __m128i angle = _mm_or_si128(bytes_equal(v, '<'), bytes_equal(v, '>'));
+    return _mm_or_si128(_mm_or_si128(amp, quot), _mm_and_si128(angle, _mm_set1_epi8(3)));
+}
+
+/* What each byte becomes when escaped, as up to eight bytes written at once, and its length. */
+typedef struct {
+    unsigned char text[8];
+    unsigned char length;
+} xml_replacement;
+
+/* Generated: every byte stands for itself except & < > " (see _codec_py.xml_escape). */
+static const xml_replacement xml_replacements[256] = {
+    {{0x00}, 1}, {{0x01}, 1}, {{0x02}, 1}, {{0x03}, 1}, {{0x04}, 1}, {{0x05}, 1}, {{0x06}, 1}, {{0x07}, 1},
+    {{0x08}, 1}, {{0x09}, 1}, {{0x0A}, 1}, {{0x0B}, 1}, {{0x0C}, 1}, {{0x0D}, 1}, {{0x0E}, 1}, {{0x0F}, 1},
+    {{0x10}, 1}, {{0x11}, 1}, {{0x12}, 1}, {{0x13}, 1}, {{0x14}, 1}, {{0x15}, 1}, {{0x16}, 1}, {{0x17}, 1},
+    {{0x18}, 1}, {{0x19}, 1}, {{0x1A}, 1}, {{0x1B}, 1}, {{0x1C}, 1}, {{0x1D}, 1}, {{0x1E}, 1}, {{0x1F}, 1},
+    {{0x20}, 1}, {{0x21}, 1}, {"&quot;", 6}, {{0x23}, 1}, {{0x24}, 1}, {{0x25}, 1}, {"&amp;", 5}, {{0x27}, 1},
+    {{0x28}, 1}, {{0x29}, 1}, {{0x2A}, 1}, {{0x2B}, 1}, {{0x2C}, 1}, {{0x2D}, 1}, {{0x2E}, 1}, {{0x2F}, 1},
+    {{0x30}, 1}, {{0x31}, 1}, {{0x32}, 1}, {{0x33}, 1}, {{0x34}, 1}, {{0x35}, 1}, {{0x36}, 1}, {{0x37}, 1},
+    {{0x38}, 1}, {{0x39}, 1}, {{0x3A}, 1}, {{0x3B}, 1}, {"&lt;", 4}, {{0x3D}, 1}, {"&gt;", 4}, {{0x3F}, 1},
+    {{0x40}, 1}, {{0x41}, 1}, {{0x42}, 1}, {{0x43}, 1}, {{0x44}, 1}, {{0x45}, 1}, {{0x46}, 1}, {{0x47}, 1},
+    {{0x48}, 1}, {{0x49}, 1}, {{0x4A}, 1}, {{0x4B}, 1}, {{0x4C}, 1}, {{0x4D}, 1}, {{0x4E}, 1}, {{0x4F}, 1},
+    {{0x50}, 1}, {{0x51}, 1}, {{0x52}, 1}, {{0x53}, 1}, {{0x54}, 1}, {{0x55}, 1}, {{0x56}, 1}, {{0x57}, 1},
+    {{0x58}, 1}, {{0x59}, 1}, {{0x5A}, 1}, {{0x5B}, 1}, {{0x5C}, 1}, {{0x5D}, 1}, {{0x5E}, 1}, {{0x5F}, 1},
+    {{0x60}, 1}, {{0x61}, 1}, {{0x62}, 1}, {{0x63}, 1}, {{0x64}, 1}, {{0x65}, 1}, {{0x66}, 1}, {{0x67}, 1},
+    {{0x68}, 1}, {{0x69}, 1}, {{0x6A}, 1}, {{0x6B}, 1}, {{0x6C}, 1}, {{0x6D}, 1}, {{0x6E}, 1}, {{0x6F}, 1},
+    {{0x70}, 1}, {{0x71}, 1}, {{0x72}, 1}, {{0x73}, 1}, {{0x74}, 1}, {{0x75}, 1}, {{0x76}, 1}, {{0x77}, 1},
+    {{0x78}, 1}, {{0x79}, 1}, {{0x7A}, 1}, {{0x7B}, 1}, {{0x7C}, 1}, {{0x7D}, 1}, {{0x7E}, 1}, {{0x7F}, 1},
+    {{0x80}, 1}, {{0x81}, 1}, {{0x82}, 1}, {{0x83}, 1}, {{0x84}, 1}, {{0x85}, 1}, {{0x86}, 1}, {{0x87}, 1},
+    {{0x88}, 1}, {{0x89}, 1}, {{0x8A}, 1}, {{0x8B}, 1}, {{0x8C}, 1}, {{0x8D}, 1}, {{0x8E}, 1}, {{0x8F}, 1},
+    {{0x90}, 1}, {{0x91}, 1}, {{0x92}, 1}, {{0x93}, 1}, {{0x94}, 1}, {{0x95}, 1}, {{0x96}, 1}, {{0x97}, 1},
+    {{0x98}, 1}, {{0x99}, 1}, {{0x9A}, 1}, {{0x9B}, 1}, {{0x9C}, 1}, {{0x9D}, 1}, {{0x9E}, 1}, {{0x9F}, 1},
+    {{0xA0}, 1}, {{0xA1}, 1}, {{0xA2}, 1}, {{0xA3}, 1}, {{0xA4}, 1}, {{0xA5}, 1}, {{0xA6}, 1}, {{0xA7}, 1},
+    {{0xA8}, 1}, {{0xA9}, 1}, {{0xAA}, 1}, {{0xAB}, 1}, {{0xAC}, 1}, {{0xAD}, 1}, {{0xAE}, 1}, {{0xAF}, 1},
+    {{0xB0}, 1}, {{0xB1}, 1}, {{0xB2}, 1}, {{0xB3}, 1}, {{0xB4}, 1}, {{0xB5}, 1}, {{0xB6}, 1}, {{0xB7}, 1},
+    {{0xB8}, 1}, {{0xB9}, 1}, {{0xBA}, 1}, {{0xBB}, 1}, {{0xBC}, 1}, {{0xBD}, 1}, {{0xBE}, 1}, {{0xBF}, 1},
+    {{0xC0}, 1}, {{0xC1}, 1}, {{0xC2}, 1}, {{0xC3}, 1}, {{0xC4}, 1}, {{0xC5}, 1}, {{0xC6}, 1}, {{0xC7}, 1},
+    {{0xC8}, 1}, {{0xC9}, 1}, {{0xCA}, 1}, {{0xCB}, 1}, {{0xCC}, 1}, {{0xCD}, 1}, {{0xCE}, 1}, {{0xCF}, 1},
+    {{0xD0}, 1}, {{0xD1}, 1}, {{0xD2}, 1}, {{0xD3}, 1}, {{0xD4}, 1}, {{0xD5}, 1}, {{0xD6}, 1}, {{0xD7}, 1},
+    {{0xD8}, 1}, {{0xD9}, 1}, {{0xDA}, 1}, {{0xDB}, 1}, {{0xDC}, 1}, {{0xDD}, 1}, {{0xDE}, 1}, {{0xDF}, 1},
+    {{0xE0}, 1}, {{0xE1}, 1}, {{0xE2}, 1}, {{0xE3}, 1}, {{0xE4}, 1}, {{0xE5}, 1}, {{0xE6}, 1}, {{0xE7}, 1},
+    {{0xE8}, 1}, {{0xE9}, 1}, {{0xEA}, 1}, {{0xEB}, 1}, {{0xEC}, 1}, {{0xED}, 1}, {{0xEE}, 1}, {{0xEF}, 1},
+    {{0xF0}, 1}, {{0xF1}, 1}, {{0xF2}, 1}, {{0xF3}, 1}, {{0xF4}, 1}, {{0xF5}, 1}, {{0xF6}, 1}, {{0xF7}, 1},
+    {{0xF8}, 1}, {{0xF9}, 1}, {{0xFA}, 1}, {{0xFB}, 1}, {{0xFC}, 1}, {{0xFD}, 1}, {{0xFE}, 1}, {{0xFF}, 1},
+};
+
+static Py_ssize_t
+xml_escape_extra_bytes(const unsigned char *s, Py_ssize_t size)
+{
+    Py_ssize_t extra = 0, i = 0;
+    while (size - i >= XML_BLOCK) {
+        __m128i sum = _mm_setzero_si128();
+        for (int n = 0; n < XML_WEIGHT_FLUSH && size - i >= XML_BLOCK; n++, i += XML_BLOCK) {
+            sum = _mm_add_epi8(sum, xml_weights(xml_load(s + i)));
+        }
+        __m128i halves = _mm_sad_epu8(sum, _mm_setzero_si128());
+        extra += _mm_cvtsi128_si32(halves) + _mm_extract_epi16(halves, 4);
+    }
+    for (; i < size; i++) {
+        extra += xml_replacements[s[i]].length - 1;
+    }
+    return extra;
+}
+
+/* Special characters: '"' and '&' differ only in bit 2, '<' and '>' only in bit 1. */
+static inline unsigned
+xml_special_mask(__m128i v)
+{
+    __m128i quot_amp = bytes_equal(_mm_or_si128(v, _mm_set1_epi8(0x04)), '&');
+    __m128i angles = bytes_equal(_mm_or_si128(v, _mm_set1_epi8(0x02)), '>');
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(quot_amp, angles));
+}
+
+/* Write one byte or its entity with one 8-byte store; out must have 8 bytes of room. */
+static inline unsigned char *
+put_escaped(unsigned char *out, unsigned char c)
+{
+    const xml_replacement *r = &xml_replacements[c];
+    memcpy(out, r->text, 8);
+    return out + r->length;
+}
+
+/* Escaping never shrinks the text: while two blocks of input remain, every 16-byte load stays
+ * inside the input and every 16-byte or 8-byte store inside the output. Each block is copied
+ * in runs between its special characters, all found from one mask. The last bytes go through
+ * a local buffer, where the wide stores are always safe. */
+static void
+xml_escape_fill_bytes(const unsigned char *s, Py_ssize_t size, unsigned char *out)
+{
+    Py_ssize_t i = 0;
+    for (; size - i >= 2 * XML_BLOCK; i += XML_BLOCK) {
+        unsigned mask = xml_special_mask(xml_load(s + i)), done = 0;
+        while (mask != 0) {
+            unsigned at = (unsigned)__builtin_ctz(mask);
+            _mm_storeu_si128((__m128i *)out, xml_load(s + i + done));
+            out = put_escaped(out + (at - done), s[i + at]);
+            done = at + 1;
+            mask &= mask - 1;
+        }
+        _mm_storeu_si128((__m128i *)out, xml_load(s + i + done));
+        out += XML_BLOCK - done;
+    }
+    unsigned char tail[2 * XML_BLOCK * 6 + 8], *end = tail;
+    for (; i < size; i++) {
+        end = put_escaped(end, s[i]);
+    }
+    memcpy(out, tail, (size_t)(end - tail));
+}
+
+static inline unsigned
+amp_mask(const unsigned char *p)
+{
+    return (unsigned)_mm_movemask_epi8(bytes_equal(xml_load(p), '&'));
+}
+
+/* Eight bytes at p as a number, for comparing short strings in one step. */
+static inline uint64_t
+load8(const void *p)
+{
+    uint64_t word;
+    memcpy(&word, p, 8);
+    return word;
+}
+
+/* Length of the entity at p (4, 5 or 6), or 0; p must have 8 readable bytes. Compares whole
+ * words instead of branching per character: which entity comes next is not predictable. The
+ * masks keep the first 4, 5 or 6 bytes whatever the byte order. */
+static inline Py_ssize_t
+entity_length_wide(const unsigned char *p)
+{
+    uint64_t w = load8(p);
+    uint64_t w4 = w & load8("\xff\xff\xff\xff\0\0\0\0");
+    uint64_t w5 = w & load8("\xff\xff\xff\xff\xff\0\0\0");
+    uint64_t w6 = w & load8("\xff\xff\xff\xff\xff\xff\0\0");
+    Py_ssize_t n = (w4 == load8("&lt;\0\0\0\0")) | (w4 == load8("&gt;\0\0\0\0")) ? 4 : 0;
+    n = w5 == load8("&amp;\0\0\0") ? 5 : n;
+    return w6 == load8("&quot;\0\0") ? 6 : n;
+}
+
+/* No entity holds a second '&', so every '&' of a block is looked at on its own and no bit
+ * of the mask ever depends on the length of an earlier entity: the loop does not stall on it.
+ * A block needs 8 readable bytes past its end for entity_length_wide. */
+static Py_ssize_t
+xml_unescape_saved_bytes(const unsigned char *s, Py_ssize_t size)
+{
+    Py_ssize_t saved = 0, i = 0;
+    for (; size - i >= XML_BLOCK + 8; i += XML_BLOCK) {
+        for (unsigned mask = amp_mask(s + i); mask != 0; mask &= mask - 1) {
+            Py_ssize_t n = entity_length_wide(s + i + __builtin_ctz(mask));
+            saved += n > 0 ? n - 1 : 0;
+        }
+    }
+    return saved + xml_unescape_saved_Py_UCS1(s + i, size - i);
+}
+
+/* The character an entity of the given length at s stands for ('&' when there is none). */
+static inline unsigned char
+unescaped(const unsigned char *s, Py_ssize_t n)
+{
+    return n == 6 ? '"' : n == 4 ? (s[1] == 'l' ? '<' : '>') : '&';
+}
+
+/* Unescaping shrinks the text, so the output bound is checked apart from the input bound: a
+ * block needs two blocks of input (16-byte loads) and two of output (16-byte stores) left.
+ * The '&' of a block come from one mask; an entity may end in the next block, which then
+ * starts after it (it holds no '&' that could be missed). */
+static void
+xml_unescape_fill_bytes(const unsigned char *s, Py_ssize_t size, unsigned char *out,
+                        const unsigned char *out_end)
+{
+    Py_ssize_t i = 0;
+    while (size - i >= 2 * XML_BLOCK && out_end - out >= 2 * XML_BLOCK) {
+        unsigned done = 0;
+        for (unsigned mask = amp_mask(s + i); mask != 0; mask &= mask - 1) {
+            unsigned at = (unsigned)__builtin_ctz(mask);
+            _mm_storeu_si128((__m128i *)out, xml_load(s + i + done));
+            out += at - done;
+            Py_ssize_t n = entity_length_wide(s + i + at);
+            *out++ = unescaped(s + i + at, n);
+            done = at + (n > 0 ? (unsigned)n : 1);
+        }
+        if (done < XML_BLOCK) {
+            _mm_storeu_si128((__m128i *)out, xml_load(s + i + done));
+            out += XML_BLOCK - done;
+            done = XML_BLOCK;
+        }
+        i += done;
+    }
+    xml_unescape_fill_Py_UCS1(s + i, size - i, out);
+}
+
+#else /* no SSE2: the template functions do all of it */
+
+static Py_ssize_t
+xml_escape_extra_bytes(const unsigned char *s, Py_ssize_t size)
+{
+    return xml_escape_extra_Py_UCS1(s, size);
+}
+
+static void
+xml_escape_fill_bytes(const unsigned char *s, Py_ssize_t size, unsigned char *out)
+{
+    xml_escape_fill_Py_UCS1(s, size, out);
+}
+
+static Py_ssize_t
+xml_unescape_saved_bytes(const unsigned char *s, Py_ssize_t size)
+{
+    return xml_unescape_saved_Py_UCS1(s, size);
+}
+
+static void
+xml_unescape_fill_bytes(const unsigned char *s, Py_ssize_t size, unsigned char *out,
+                        const unsigned char *out_end)
+{
+    (void)out_end;
+    xml_unescape_fill_Py_UCS1(s, size, out);
+}
+#endif
+
 typedef enum { XML_ESCAPE, XML_UNESCAPE } xml_direction;
 
 /* Change in length (positive for escape, negative for unescape) for one kind of text. */
@@ -1396,8 +1665,8 @@ xml_delta(xml_direction direction, int kind, const void *data, Py_ssize_t size)
 {
     switch (kind) {
     case PyUnicode_1BYTE_KIND:
-        return direction == XML_ESCAPE ? xml_escape_extra_Py_UCS1(data, size)
-                                       : -xml_unescape_saved_Py_UCS1(data, size);
+        return direction == XML_ESCAPE ? xml_escape_extra_bytes(data, size)
+                                       : -xml_unescape_saved_bytes(data, size);
     case PyUnicode_2BYTE_KIND:
         return direction == XML_ESCAPE ? xml_escape_extra_Py_UCS2(data, size)
                                        : -xml_unescape_saved_Py_UCS2(data, size);
@@ -1407,13 +1676,19 @@ xml_delta(xml_direction direction, int kind, const void *data, Py_ssize_t size)
     }
 }
 
+/* Write the transformed text into out, which holds exactly out_size code units. */
 static void
-xml_fill(xml_direction direction, int kind, const void *data, Py_ssize_t size, void *out)
+xml_fill(xml_direction direction, int kind, const void *data, Py_ssize_t size, void *out,
+         Py_ssize_t out_size)
 {
     switch (kind) {
     case PyUnicode_1BYTE_KIND:
-        (direction == XML_ESCAPE ? xml_escape_fill_Py_UCS1 : xml_unescape_fill_Py_UCS1)(
-            data, size, out);
+        if (direction == XML_ESCAPE) {
+            xml_escape_fill_bytes(data, size, out);
+        }
+        else {
+            xml_unescape_fill_bytes(data, size, out, (unsigned char *)out + out_size);
+        }
         break;
     case PyUnicode_2BYTE_KIND:
         (direction == XML_ESCAPE ? xml_escape_fill_Py_UCS2 : xml_unescape_fill_Py_UCS2)(
@@ -1460,7 +1735,8 @@ xml_transform(PyObject *s, xml_direction direction, const char *type_message)
                         : PyUnicode_New(size + delta, PyUnicode_MAX_CHAR_VALUE(s));
     if (out != NULL) {
         xml_fill(direction, kind, data, size,
-                 PyBytes_Check(out) ? (void *)PyBytes_AS_STRING(out) : PyUnicode_DATA(out));
+                 PyBytes_Check(out) ? (void *)PyBytes_AS_STRING(out) : PyUnicode_DATA(out),
+                 size + delta);
     }
     return out;
 }

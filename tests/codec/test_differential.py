@@ -21,6 +21,13 @@ STRINGS = st.one_of(st.binary(), TEXT)
 PERCENTISH = st.text("%+0123456789abcdefABCDEFgz \x00\xe5\u20ac\U0001d11e", max_size=40)
 ENTITYISH = st.text("&;<>\"'amplgtquo#x \x00\xe5\u20ac\U0001d11e", max_size=40)
 QUERYISH = st.text("&;=,%+ab \t09AFEfC3\x00\xe5\u20ac", max_size=60)
+# Longer text built from the pieces that matter, so that vectorised paths see every boundary.
+ENTITY_PIECES = ["&amp;", "&lt;", "&gt;", "&quot;", "&", "<", ">", '"', ";", "&am", "&quot", "a"]
+PERCENT_PIECES = ["%41", "%c3%a5", "%", "%4", "+", "%%", "abcdefghijklmnop", "/", "\x00"]
+ENTITY_RUNS = st.lists(st.sampled_from([*ENTITY_PIECES, "0123456789abcdef", "\xe5"]), max_size=80)
+PERCENT_RUNS = st.lists(st.sampled_from([*PERCENT_PIECES, "\u20ac"]), max_size=80)
+LONG_ENTITYISH = ENTITY_RUNS.map("".join)
+LONG_PERCENTISH = PERCENT_RUNS.map("".join)
 CHARSETS = st.sampled_from(["utf-8", "UTF8", "latin-1", "ascii", "cp1252", "utf-16", None, "bogus"])
 
 # More examples than the default: these tests are fast and the twins must never drift.
@@ -46,7 +53,19 @@ STRING_FUNCTIONS = ["url_encode", "url_escape", "url_decode", "xml_escape", "xml
 
 
 @thorough
-@given(value=st.one_of(STRINGS, ANY_TEXT, PERCENTISH, ENTITYISH, PERCENTISH.map(str.encode)))
+@given(
+    value=st.one_of(
+        STRINGS,
+        ANY_TEXT,
+        PERCENTISH,
+        ENTITYISH,
+        PERCENTISH.map(str.encode),
+        LONG_ENTITYISH,
+        LONG_ENTITYISH.map(str.encode),
+        LONG_PERCENTISH,
+        LONG_PERCENTISH.map(str.encode),
+    )
+)
 def test_string_functions(c_codec: ModuleType, py_codec: ModuleType, value: str | bytes) -> None:
     for name in STRING_FUNCTIONS:
         same_outcome(c_codec, py_codec, name, value)
@@ -122,7 +141,7 @@ def test_parse_record_header(
 
 
 @thorough
-@given(value=st.one_of(STRINGS, PERCENTISH))
+@given(value=st.one_of(STRINGS, PERCENTISH, LONG_PERCENTISH))
 def test_url_cross_round_trips(
     c_codec: ModuleType, py_codec: ModuleType, value: str | bytes
 ) -> None:
@@ -132,7 +151,7 @@ def test_url_cross_round_trips(
 
 
 @thorough
-@given(value=st.one_of(STRINGS, ENTITYISH))
+@given(value=st.one_of(STRINGS, ENTITYISH, LONG_ENTITYISH, LONG_ENTITYISH.map(str.encode)))
 def test_xml_cross_round_trips(
     c_codec: ModuleType, py_codec: ModuleType, value: str | bytes
 ) -> None:
