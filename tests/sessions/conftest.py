@@ -112,7 +112,7 @@ class Browser:
         env = {"REQUEST_URI": path, "SCRIPT_NAME": uri, "QUERY_STRING": query} | self.extra
         sent = cookie if cookie is not None else self.cookie
         if sent:
-            env["HTTP_COOKIE"] = sent
+            env["HTTP_COOKIE"] = sent.encode("utf-8").decode("latin-1")  # the header's bytes
         with FastCGIClient(self.address) as client:
             reply = parse_reply(client.request(params=env | params))
         self._remember(reply.set_cookie)

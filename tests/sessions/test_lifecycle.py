@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from smisk.sessions import is_valid_id, new_id
-from tests.sessions.conftest import Served
+from tests.sessions.apps import AsyncApp
+from tests.sessions.conftest import Served, serving, spy
 
 
 def test_untouched_session_costs_nothing(served: Served) -> None:
@@ -126,3 +128,12 @@ def test_unserializable_data_is_a_clear_500(served: Served) -> None:
     reply = served.browser().get("/datetime")
     assert reply.status == 500 and "not JSON-serializable" in reply.body
     assert reply.set_cookie is None  # nothing was saved: no cookie for it
+
+
+def test_async_service_must_load_first(store_kind: str, make_store: Any, sockdir: Any) -> None:
+    with serving(AsyncApp(), spy(make_store(store_kind)), sockdir) as running:
+        reply = running.browser().get("/unloaded")
+        assert reply.status == 200
+        assert reply.body.startswith("in an async service(), call `await request.load_session()`")
+        assert running.store.calls == []
+
