@@ -105,7 +105,8 @@ class AsyncApp(Application):
         if request.url.path == "/unloaded":
             response.write(unloaded(request))
             return
-        await request.load_session()
+        if request.url.path != "/none":  # the one action that leaves the session alone
+            await request.load_session()
         if request.url.path == "/slow-incr":
             session = request.session or {"n": 0}
             await asyncio.sleep(SLOW)
