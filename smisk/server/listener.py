@@ -68,9 +68,19 @@ def _port(text: str, whole: str) -> int:
 class Listener:
     """One listening socket and how to clean up after it."""
 
-    def __init__(self, sock: socket.socket, address: Address, *, owns_path: bool = False) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: Address,
+        *,
+        owns_path: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> None:
         self.socket = sock
         self.address = address
+        # asyncio calls listen() again when it starts serving; it must get this value, or its
+        # default of 100 would refuse a burst of connections from a busy front end.
+        self.backlog = backlog
         self._owned_inode = _inode(address.path) if owns_path else None
 
     @property
@@ -106,7 +116,7 @@ def bind_listener(
     backlog = backlog if backlog > 0 else DEFAULT_BACKLOG
     if parsed.family == "unix":
         return _bind_unix(parsed, backlog, mode)
-    return Listener(_bind_tcp(parsed, backlog), parsed)
+    return Listener(_bind_tcp(parsed, backlog), parsed, backlog=backlog)
 
 
 def _bind_tcp(address: Address, backlog: int) -> socket.socket:
@@ -142,7 +152,7 @@ def _bind_unix(address: Address, backlog: int, mode: int | None) -> Listener:
     except BaseException:
         sock.close()
         raise
-    return Listener(sock, address, owns_path=True)
+    return Listener(sock, address, owns_path=True, backlog=backlog)
 
 
 def _remove_stale_socket(path: str) -> None:

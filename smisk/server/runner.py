@@ -73,7 +73,10 @@ class Server:
         loop = asyncio.get_running_loop()
         for listener in listeners:
             server = await loop.create_server(
-                lambda: FastCGIProtocol(self), sock=listener.socket, start_serving=True
+                lambda: FastCGIProtocol(self),
+                sock=listener.socket,
+                backlog=listener.backlog,
+                start_serving=True,
             )
             self.listeners.append(listener)
             self._servers.append(server)

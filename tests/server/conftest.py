@@ -23,6 +23,7 @@ def _clean_handler_events() -> Iterator[None]:
     handlers.EVENTS.clear()
     yield
     handlers.EVENTS.clear()
+    handlers.reset_gates()
 
 
 @pytest.fixture

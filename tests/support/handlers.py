@@ -135,6 +135,12 @@ async def stderr(cycle: RequestCycle, query: dict[str, list[str]]) -> None:
     cycle.end(TEXT + b"\r\nok")
 
 
+def reset_gates() -> None:
+    """Forget every gate and barrier count (a new loop may reuse an old loop's id)."""
+    _GATES.clear()
+    _ARRIVALS.clear()
+
+
 def _gate(key: str) -> asyncio.Event:
     slot = (id(asyncio.get_running_loop()), key)
     gate = _GATES.get(slot)
