@@ -195,7 +195,9 @@ class Served:
 
 
 @contextmanager
-def serving(app: Application, store: Any, sockdir: Path, name: str = "fcgi.sock") -> Iterator[Served]:
+def serving(
+    app: Application, store: Any, sockdir: Path, name: str = "fcgi.sock"
+) -> Iterator[Served]:
     """Serve ``app`` with ``store`` on a unix socket; the store's loop client is closed after."""
     app.sessions = store
     handler = ApplicationHandler(app)
@@ -213,9 +215,7 @@ def new_app(mode: str) -> Application:
 
 
 @pytest.fixture
-def served(
-    store_kind: str, mode: str, make_store: StoreFactory, sockdir: Path
-) -> Iterator[Served]:
+def served(store_kind: str, mode: str, make_store: StoreFactory, sockdir: Path) -> Iterator[Served]:
     """The test app (sync or async) on a spied store of each kind."""
     with serving(new_app(mode), spy(make_store(store_kind)), sockdir) as running:
         yield running

@@ -23,7 +23,7 @@ MALFORMED = [
     "a" * 31 + "\x00",
     "a" * 32 + "\n",
     "%2e%2e%2fx" + "a" * 22,
-    "ａ" * 32,  # fullwidth letters: not ASCII
+    "\uff41" * 32,  # fullwidth letters: not ASCII
 ]
 
 

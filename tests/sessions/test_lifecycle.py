@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
-from smisk.sessions import is_valid_id, new_id
+from smisk.sessions import FileSessionStore, is_valid_id, new_id
 from tests.sessions.apps import AsyncApp
-from tests.sessions.conftest import Served, serving, spy
+from tests.sessions.conftest import Served, new_app, serving, spy
 
 
 def test_untouched_session_costs_nothing(served: Served) -> None:
@@ -68,7 +70,7 @@ def test_setting_none_destroys_and_expires_the_cookie(served: Served) -> None:
     assert reply.set_cookie is not None and "Max-Age=0" in reply.set_cookie
     assert served.store.names() == ["read", "destroy"]  # destroyed, not re-created
     assert browser.cookie is None
-    reply = browser.get(f"/get", cookie=f"SID={old}")
+    reply = browser.get("/get", cookie=f"SID={old}")
     assert reply.body == "null"  # the old id is gone for good
     assert served.store.calls[-1] == ("read", old)
 
@@ -130,10 +132,40 @@ def test_unserializable_data_is_a_clear_500(served: Served) -> None:
     assert reply.set_cookie is None  # nothing was saved: no cookie for it
 
 
-def test_async_service_must_load_first(store_kind: str, make_store: Any, sockdir: Any) -> None:
+def test_async_service_must_load_first(store_kind: str, make_store: Any, sockdir: Path) -> None:
     with serving(AsyncApp(), spy(make_store(store_kind)), sockdir) as running:
         reply = running.browser().get("/unloaded")
         assert reply.status == 200
         assert reply.body.startswith("in an async service(), call `await request.load_session()`")
         assert running.store.calls == []
 
+
+class ThreadRecordingStore(FileSessionStore):
+    """A FileSessionStore that notes the thread each of its methods runs in."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        self.threads: list[int] = []
+
+    def read(self, session_id: str) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().read(session_id)
+
+    def write(self, session_id: str, data: Any) -> None:
+        self.threads.append(threading.get_ident())
+        super().write(session_id, data)
+
+    def refresh(self, session_id: str) -> None:
+        self.threads.append(threading.get_ident())
+        super().refresh(session_id)
+
+
+def test_file_io_never_runs_on_the_loop(mode: str, tmp_path: Path, sockdir: Path) -> None:
+    store = ThreadRecordingStore(str(tmp_path / "s."))
+    with serving(new_app(mode), store, sockdir) as running:
+        browser = running.browser()
+        for _ in range(3):
+            browser.get("/incr")
+        browser.get("/get")
+        loop_thread = running.server._thread.ident
+    assert len(store.threads) == 7 and loop_thread not in store.threads
