@@ -82,7 +82,11 @@ class FastCGIClient:
             family = socket.AF_INET6
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(address)
+        try:
+            self.sock.connect(address)
+        except BaseException:
+            self.sock.close()
+            raise
         self._buffer = bytearray()  # deleting a consumed prefix of a bytearray is cheap
         self.management: list[tuple[int, bytes]] = []
         self.responses: dict[int, Response] = {}
