@@ -478,13 +478,16 @@ short_data:
 static PyObject *
 header_tuple(const unsigned char *h)
 {
-    long fields[5] = {h[0], h[1], (h[2] << 8) | h[3], (h[4] << 8) | h[5], h[6]};
     PyObject *out = PyTuple_New(5);
-    for (int i = 0; out != NULL && i < 5; i++) {
+    if (out == NULL) {
+        return NULL;
+    }
+    long fields[5] = {h[0], h[1], (h[2] << 8) | h[3], (h[4] << 8) | h[5], h[6]};
+    for (int i = 0; i < 5; i++) {
         PyObject *field = PyLong_FromLong(fields[i]);
         if (field == NULL) {
-            Py_CLEAR(out);
-            break;
+            Py_DECREF(out);
+            return NULL;
         }
         PyTuple_SET_ITEM(out, i, field);
     }
@@ -498,6 +501,10 @@ codec_parse_record_header(PyObject *module, PyObject *const *args, Py_ssize_t na
     PyObject *argv[2];
     Py_buffer buffer;
     Py_ssize_t offset;
+    if (kwnames == NULL && nargs == 1 && PyBytes_Check(args[0]) &&
+        PyBytes_GET_SIZE(args[0]) >= RECORD_HEADER_SIZE) { /* the hot path: a header at 0 */
+        return header_tuple((const unsigned char *)PyBytes_AS_STRING(args[0]));
+    }
     if (bind_args(&header_sig, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
