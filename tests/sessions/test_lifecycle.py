@@ -7,7 +7,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from smisk.sessions import FileSessionStore, is_valid_id, new_id
+from smisk.sessions import (
+    CookiePolicy,
+    FileSessionStore,
+    MemorySessionStore,
+    is_valid_id,
+    new_id,
+)
 from tests.sessions.apps import AsyncApp
 from tests.sessions.conftest import Served, new_app, serving, spy
 
@@ -169,3 +175,24 @@ def test_file_io_never_runs_on_the_loop(mode: str, tmp_path: Path, sockdir: Path
         browser.get("/get")
         loop_thread = running.server._thread.ident
     assert len(store.threads) == 7 and loop_thread not in store.threads
+
+
+def test_cookie_policy_from_the_application(mode: str, sockdir: Path) -> None:
+    app = new_app(mode)
+    app.session_cookie = CookiePolicy(  # type: ignore[attr-defined]
+        path="/app", domain="example.org", secure=True, same_site="Strict", max_age=3600
+    )
+    with serving(app, MemorySessionStore(), sockdir) as running:
+        reply = running.browser().get("/incr")
+    assert reply.set_cookie is not None
+    attributes = [part.strip() for part in reply.set_cookie.split(";")]
+    assert attributes[1:4] == ["Domain=example.org", "Path=/app", "Max-Age=3600"]
+    assert attributes[5:] == ["Secure", "HttpOnly", "SameSite=Strict"]
+
+
+def test_cookie_policy_from_the_store(sockdir: Path) -> None:
+    store = MemorySessionStore(name="sess", cookie=CookiePolicy(http_only=False, same_site=None))
+    with serving(new_app("sync"), store, sockdir) as running:
+        reply = running.browser().get("/incr")
+    assert reply.set_cookie is not None
+    assert reply.set_cookie.startswith("sess=") and reply.set_cookie.endswith("; Path=/")
