@@ -35,10 +35,19 @@ RECEIVE_CHUNK = 64 * 1024  # most body bytes one http.request message carries
 END_INLINE_LIMIT = 64 * 1024  # a final body up to this size goes out with END_REQUEST at once
 DISCONNECT_GRACE = 2.0  # seconds an app gets to return after http.disconnect before cancelling
 SHUTDOWN_TIMEOUT = 30.0  # seconds the lifespan task gets to return after shutdown completes
+FAILED_STARTUP_GRACE = 1.0  # seconds a failed lifespan call gets to return before cancelling
 
 _ERROR_500 = (
     b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 22\r\n\r\nInternal Server Error\n"
+)
+_LIFESPAN_REPLIES = frozenset(
+    (
+        "lifespan.startup.complete",
+        "lifespan.startup.failed",
+        "lifespan.shutdown.complete",
+        "lifespan.shutdown.failed",
+    )
 )
 _SKIPPED_HEADERS = (b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH")  # CONTENT_* are the real ones
 
@@ -224,6 +233,8 @@ class _Lifespan:
         return await self.inbox.get()
 
     async def _send(self, message: Message) -> None:
+        if message["type"] not in _LIFESPAN_REPLIES:
+            raise RuntimeError(f"unexpected ASGI message {message['type']!r} in the lifespan scope")
         await self.outbox.put(message)
 
     async def _main(self) -> None:
@@ -245,8 +256,17 @@ class _Lifespan:
         if reply is None and not self.listening and not self.required:
             log.info("the ASGI application does not support lifespan: %r", self.error)
             return
+        await self._stop(FAILED_STARTUP_GRACE)
         message = reply.get("message", "") if reply is not None else repr(self.error)
         raise LifespanFailure(f"ASGI lifespan startup failed: {message}") from self.error
+
+    async def _stop(self, timeout: float) -> None:
+        """Wait for the lifespan call to return; cancel it if it does not in time."""
+        assert self.task is not None
+        done, _ = await asyncio.wait([self.task], timeout=timeout)
+        if not done:
+            self.task.cancel()
+            await asyncio.wait([self.task])
 
     async def shutdown(self) -> None:
         if not self.supported or self.task is None:
@@ -256,10 +276,7 @@ class _Lifespan:
         if reply is None or reply["type"] != "lifespan.shutdown.complete":
             detail = reply.get("message", "") if reply is not None else repr(self.error)
             log.error("ASGI lifespan shutdown failed: %s", detail)
-        done, _ = await asyncio.wait([self.task], timeout=SHUTDOWN_TIMEOUT)
-        if not done:
-            self.task.cancel()
-            await asyncio.wait([self.task])
+        await self._stop(SHUTDOWN_TIMEOUT)
 
 
 # -- the handler --------------------------------------------------------------------------------

@@ -80,13 +80,13 @@ def starlette_app(events: list[str], gate: threading.Event) -> Starlette:
         return PlainTextResponse(f"hello {name} at {request.url.path} q={q} state={state}")
 
     async def form(request: Request) -> JSONResponse:
-        data = await request.form()
         fields, files = {}, {}
-        for name, value in data.items():
-            if isinstance(value, str):
-                fields[name] = value
-            else:
-                files[name] = [value.filename, len(await value.read())]
+        async with request.form() as data:
+            for name, value in data.items():
+                if isinstance(value, str):
+                    fields[name] = value
+                else:
+                    files[name] = [value.filename, len(await value.read())]
         return JSONResponse({"form": fields, "files": files})
 
     async def stream(request: Request) -> StreamingResponse:

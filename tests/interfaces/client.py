@@ -38,9 +38,7 @@ def read_then_leave(nginx: Nginx, path: str) -> bytes:
         connection.close()
 
 
-def get_with_headers(
-    nginx: Nginx, path: str, headers: list[tuple[str, str]]
-) -> tuple[int, bytes]:
+def get_with_headers(nginx: Nginx, path: str, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
     """GET ``path`` sending ``headers`` in order (a name may repeat)."""
     connection = _connect(nginx)
     try:

@@ -314,4 +314,7 @@ def test_wsgi_errors_go_to_the_log(front: Front, caplog: pytest.LogCaptureFixtur
     nginx, _ = front(WSGIHandler(app, threads=1))
     with caplog.at_level(logging.ERROR, logger="smisk.wsgi"):
         assert nginx.get("/")[0] == 204
-    assert [r.message for r in caplog.records if r.name == "smisk.wsgi"] == ["something odd", "half"]
+    assert [r.message for r in caplog.records if r.name == "smisk.wsgi"] == [
+        "something odd",
+        "half",
+    ]
