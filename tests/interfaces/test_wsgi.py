@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from smisk import wsgi
 from smisk.wsgi import FileWrapper, WSGIHandler
 from tests.interfaces import apps
 from tests.interfaces.client import get_with_headers, read_streamed, read_then_leave
@@ -85,8 +86,34 @@ def test_flask_error_page(flask_front: Any, caplog: pytest.LogCaptureFixture) ->
     assert status == 500
 
 
-def test_flask_send_file_uses_the_file_wrapper(flask_front: Any, data_file: Path) -> None:
+def test_flask_small_response_is_one_hand_off(
+    flask_front: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes: list[bool] = []
+    original = wsgi._Exchange._flush
+
+    def counting(self: Any, wait: bool) -> None:
+        flushes.append(wait)
+        original(self, wait)
+
+    monkeypatch.setattr(wsgi._Exchange, "_flush", counting)
+    assert flask_front.get("/hello/x")[0] == 200
+    assert flushes == []  # head and body leave the thread together, as its result
+
+
+def test_flask_send_file_uses_the_file_wrapper(
+    flask_front: Any, data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[FileWrapper] = []
+    original = wsgi._Exchange._send_file
+
+    def recording(self: Any, wrapper: FileWrapper) -> None:
+        sent.append(wrapper)
+        original(self, wrapper)
+
+    monkeypatch.setattr(wsgi._Exchange, "_send_file", recording)
     status, headers, body = flask_front.get("/file")
+    assert len(sent) == 1
     assert status == 200
     assert headers["Content-Length"] == str(FILE_SIZE)
     assert hashlib.sha256(body).digest() == hashlib.sha256(data_file.read_bytes()).digest()
@@ -318,3 +345,17 @@ def test_wsgi_errors_go_to_the_log(front: Front, caplog: pytest.LogCaptureFixtur
         "something odd",
         "half",
     ]
+
+
+def test_large_streamed_response_with_backpressure(front: Front) -> None:
+    block = bytes(range(256)) * 16  # 4 KiB
+
+    def app(environ: Any, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for _ in range(2048):  # 8 MiB in small blocks: many windows, each ended by a drain
+            yield block
+
+    nginx, _ = front(WSGIHandler(app, threads=1))
+    body = nginx.get("/")[2]
+    assert len(body) == 2048 * len(block)
+    assert body == block * 2048
