@@ -178,9 +178,16 @@ class FastCGIClient:
         self.send(request_bytes(request_id, **kwargs))  # type: ignore[arg-type]
         return self.read_response(request_id)
 
-    def at_eof(self) -> bool:
-        """True if the server closed the connection (waits up to the socket timeout)."""
+    def at_eof(self, skip_management: bool = False) -> bool:
+        """True if the server closed the connection (waits up to the socket timeout).
+
+        With ``skip_management``, management records (request id 0) before the close are kept
+        in ``management`` instead of counting as "still open"."""
         try:
-            return self.read_record() is None
+            while (record := self.read_record()) is not None:
+                if not (skip_management and record[1] == 0):
+                    return False
+                self.management.append((record[0], record[2]))
+            return True
         except (ConnectionResetError, BrokenPipeError):
             return True

@@ -93,11 +93,21 @@ def tcp_address(text: str) -> tuple[str, int]:
 
 
 def rss_kib(pid: int) -> int:
+    """The resident set size of process ``pid`` now, in KiB."""
+    return _proc_status_kib(pid, "VmRSS:")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The largest resident set size process ``pid`` has had so far, in KiB."""
+    return _proc_status_kib(pid, "VmHWM:")
+
+
+def _proc_status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
