@@ -3,8 +3,10 @@
 - ``smisk/protocol`` imports only the standard library, ``smisk.codec`` and ``smisk.protocol``;
   never asyncio or sockets, not even for type hints.
 - ``smisk/_codec_py.py`` imports only the standard library.
-- Only ``smisk/server``, ``smisk/cli.py``, ``smisk/application.py`` and the ``smisk/serve*.py`` /
-  ``smisk/serving*.py`` modules import ``smisk.server`` when running. Imports under
+- Only ``smisk/server``, the serve layer (``smisk/cli.py``, ``smisk/application.py``,
+  ``smisk/serve*.py``/``smisk/serving*.py``, ``smisk/workers.py``, ``smisk/embed.py``,
+  ``smisk/devhttp.py``) and the interface adapters (``smisk/wsgi.py``, ``smisk/asgi.py``,
+  ``smisk/interfaces.py``) import ``smisk.server`` when running. Imports under
   ``if TYPE_CHECKING:`` are exempt from this rule only: they never load the server.
 
 Relative imports, ``from smisk import server`` and ``importlib.import_module("...")`` with a
@@ -24,7 +26,10 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "smisk"
 STDLIB = frozenset(sys.stdlib_module_names)
 NO_IO_IN_PROTOCOL = frozenset({"asyncio", "socket", "selectors", "ssl"})
-SERVER_IMPORTERS = re.compile(r"(server/.*|cli\.py|application\.py|serv(e|ing)\w*\.py)")
+SERVER_IMPORTERS = re.compile(
+    r"(server/.*|cli\.py|application\.py|serv(e|ing)\w*\.py|workers\.py|embed\.py|devhttp\.py"
+    r"|wsgi\.py|asgi\.py|interfaces\.py)"
+)
 
 
 @dataclass(frozen=True)
