@@ -34,6 +34,8 @@ def error_status(error: BaseException | None) -> int:
 class Application:
     """A FastCGI application."""
 
+    __module__ = "smisk.core"  # the classic, documented home: repr shows smisk.core.Application
+
     current: ClassVar[Application | None] = None
 
     request_class: type[Request] = Request
@@ -134,7 +136,7 @@ class Application:
 
         Before output has begun, headers set so far are discarded and a complete page is sent;
         afterwards the escaped message is appended to what was sent. The traceback is shown only
-        when ``show_traceback`` is True; it is always logged.
+        when ``show_traceback`` is true; it is always logged.
         """
         status = error_status(val)
         details = "".join(traceback.format_exception(typ, val, tb))
@@ -166,12 +168,12 @@ class Application:
     ) -> str:
         message = "".join(traceback.format_exception_only(typ, val)).strip().splitlines()[-1:]
         env = self.request.env
-        host, _, port = (env.get("SERVER_NAME") or "?").partition(":")
+        host, _, port = (env.get("SERVER_NAME") or env.get("HTTP_HOST") or "?").partition(":")
         port = port or env.get("SERVER_PORT", "?")
         software = (env.get("SERVER_SOFTWARE", "") + " smisk").strip()
         shown = (
             details
-            if self.show_traceback is True and status == 500
+            if self.show_traceback and status == 500
             else ("Additional information has been logged.")
         )
         heading = "Service Error" if status == 500 else status_line(status)

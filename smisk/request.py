@@ -86,6 +86,8 @@ class _ErrorSink(_Sink):
 class Request:
     """A HTTP request: environment, query, form, files, cookies and the raw input stream."""
 
+    __module__ = "smisk.core"  # the classic, documented home
+
     max_multipart_size: int = 2147483648  # 2 GB; < 0 disables the limit, 0 disables parsing
     max_formdata_size: int = 10737418  # ~10 MB; 0 disables parsing
 
@@ -334,6 +336,11 @@ class Request:
     def session_id(self, value: str) -> None:
         self._session_binding().set_id(value)
 
+    async def load_session(self) -> Any:
+        """Load the session on the loop and return its data. An async ``service()`` awaits this
+        before using ``session`` or ``session_id``; sync services load on first access."""
+        return await self._session_binding().aload()
+
     def _response_headers(self) -> list[str]:
         """Header lines the request adds when output begins (e.g. a new session's cookie)."""
         if self._session_state is None:
@@ -351,23 +358,37 @@ class Request:
             await self._session_state.afinish()
 
 
+def _split_host(host: str) -> tuple[str, str]:
+    """``("example.com", "8080")`` from ``example.com:8080``; IPv6 literals keep their brackets."""
+    if host.startswith("[") and "]" in host:
+        bracket = host.index("]")
+        return host[: bracket + 1], host[bracket + 2 :]
+    name, _, port = host.partition(":")
+    return name, port
+
+
 def _url_from_env(env: dict[str, str]) -> URL:
+    """Rebuild the URL the client asked for.
+
+    Scheme from ``HTTPS`` (or ``REQUEST_SCHEME``); host from ``HTTP_HOST`` (what the client
+    asked for), else ``SERVER_NAME``; port from either of those, else ``SERVER_PORT``; path from ``SCRIPT_NAME`` + ``PATH_INFO``, else ``REQUEST_URI``; query from
+    ``QUERY_STRING``, else ``REQUEST_URI``.
+    """
     url = URL()
     https = env.get("HTTPS", "").lower()
-    url.scheme = "https" if https in ("on", "1", "yes") else env.get("REQUEST_SCHEME") or "http"
+    scheme = "https" if https[:2] == "on" or https in ("1", "yes") else ""
+    url.scheme = scheme or env.get("REQUEST_SCHEME", "").lower() or "http"
     url.user = env.get("REMOTE_USER") or None
-    host = env.get("HTTP_HOST") or env.get("SERVER_NAME")
-    port_text = env.get("SERVER_PORT", "")
-    if host and host.startswith("[") and "]" in host:  # [v6]:port
-        bracket = host.index("]")
-        host, port_text = host[: bracket + 1], host[bracket + 2 :] or port_text
-    elif host and ":" in host:
-        host, _, port_text = host.partition(":")
-    url.host = host
+    host, port_text = _split_host(env.get("HTTP_HOST") or env.get("SERVER_NAME", ""))
+    # Front ends often pass HTTP_HOST without the port (Debian's nginx: ``$host``): then the
+    # port is the one the front end listens on.
+    port_text = port_text or env.get("SERVER_PORT", "")
+    url.host = host or None
     url.port = int(port_text) if port_text.isdigit() else 0
+    request_uri, has_query, uri_query = env.get("REQUEST_URI", "").partition("?")
     if "SCRIPT_NAME" in env:
         url.path = env["SCRIPT_NAME"] + env.get("PATH_INFO", "")
-    elif "REQUEST_URI" in env:
-        url.path = URL.decode(env["REQUEST_URI"].partition("?")[0])
-    url.query = env.get("QUERY_STRING")
+    elif request_uri:
+        url.path = URL.decode(request_uri)
+    url.query = env.get("QUERY_STRING", uri_query if has_query else None)
     return url

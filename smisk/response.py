@@ -36,6 +36,8 @@ SENDFILE_HEADERS = (
 class Response(_Sink):
     """A HTTP response: ``headers`` (lines such as ``"Content-Type: text/plain"``) and output."""
 
+    __module__ = "smisk.core"  # the classic, documented home
+
     headers: list[Any]
     has_begun: bool = False
     _cycle: RequestCycle | None = None

@@ -22,7 +22,7 @@ import aiofiles.os
 
 from smisk.application import Application
 from smisk.channel import Channel
-from smisk.context import current_request, current_response
+from smisk.context import current_app, current_request, current_response
 from smisk.request import Request
 from smisk.response import Response
 from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
@@ -72,7 +72,8 @@ class ApplicationHandler:
     async def __call__(self, cycle: RequestCycle) -> None:
         loop = asyncio.get_running_loop()
         request, response = self._new_objects(cycle, self._channel(loop))
-        current_request.set(request)  # this task's own context: no reset needed
+        current_app.set(self.app)  # this task's own context: no reset needed
+        current_request.set(request)
         current_response.set(response)
         try:
             if self.is_async:
@@ -81,10 +82,12 @@ class ApplicationHandler:
                 await self._serve_in_thread(loop, request, response)
             if response._file_to_stream is not None:
                 await self._stream_file(cycle, response)
-            cycle.end(response._take_pending())
         finally:
+            # Upload temp files go before the request ends: once the client has the response,
+            # they are gone (also when the handler failed or the client left).
             if request._multipart is not None:
                 await loop.run_in_executor(None, request._cleanup_files)
+        cycle.end(response._take_pending())
 
     async def _serve_in_thread(
         self, loop: asyncio.AbstractEventLoop, request: Request, response: Response
@@ -191,7 +194,11 @@ def listening() -> str | None:
     if _bound is None:
         return None
     address = _bound.bound_address
-    return address.path if address.family == "unix" else str(address)
+    if address.family == "unix":
+        return address.path
+    if not _bound.address.host:  # bound to every interface, as ":5000" or "*:5000" asked
+        return f"*:{address.port}"
+    return str(address)
 
 
 def _take_listener() -> Listener:
@@ -207,6 +214,15 @@ def run_application(app: Application) -> None:
     """The classic blocking ``Application.run()``: serve until SIGINT/SIGTERM/SIGHUP or exit()."""
     global _bound
     listener = _take_listener()
+    if app.forks > 0:  # a supervisor keeps forks + 1 workers (smisk.workers)
+        from smisk.workers import run_forked
+
+        try:
+            run_forked(app, listener)
+        finally:
+            if listener is _bound:
+                _bound = None
+        return
     app.application_will_start()
     try:
         asyncio.run(_serve_until_stopped(app, listener))

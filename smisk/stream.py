@@ -36,6 +36,8 @@ class _Sink:
 class Stream:
     """A file-like stream connected to the front-end web server."""
 
+    __module__ = "smisk.core"  # the classic, documented home
+
     __slots__ = ("_buffer", "_channel", "_eof", "_sink", "_source")
 
     def __init__(

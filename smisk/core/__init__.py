@@ -1,6 +1,12 @@
-"""The classic ``smisk.core`` namespace: ``from smisk.core import Application, URL, ...``."""
+"""The classic ``smisk.core`` namespace: ``from smisk.core import Application, URL, ...``.
+
+``SessionStore`` and ``FileSessionStore`` come from ``smisk.sessions`` on first use, so importing
+``smisk.core`` does not load the session stores.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from smisk._build import __build__
 from smisk._hash import object_hash
@@ -15,6 +21,17 @@ from smisk.stream import Stream
 from smisk.url import URL
 
 from . import xml
+
+_FROM_SESSIONS = ("SessionStore", "FileSessionStore")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SESSIONS:
+        import smisk.sessions
+
+        return getattr(smisk.sessions, name)
+    raise AttributeError(f"module 'smisk.core' has no attribute {name!r}")
+
 
 __all__ = [
     "URL",
