@@ -41,6 +41,11 @@ INPUT_LOW_WATER = 128 * 1024
 # The transport's own write buffer: writers wait once this much is queued for a slow reader.
 OUTPUT_HIGH_WATER = 256 * 1024
 OUTPUT_LOW_WATER = 64 * 1024
+# After its last response the server half-closes and discards input until the peer closes: a
+# peer may still be sending a body nobody read, and closing with unread input makes the kernel
+# reset the connection, which can destroy the response in flight. A peer that never closes its
+# side is cut off after this many seconds.
+LINGER_TIMEOUT = 5.0
 
 
 class FastCGIProtocol(asyncio.Protocol):
@@ -59,6 +64,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # -- connection lifecycle ----------------------------------------------------------------
 
@@ -71,6 +77,8 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         gone = ClientGone("the connection closed")
         for cycle in list(self.cycles.values()):
             cycle.abort(gone)
@@ -92,6 +100,8 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self._loop.time()
+        if self._linger_timer is not None:
+            return  # the last response is sent; what the peer still sends is not wanted
         try:
             events = self.connection.receive_data(data)
         except RemoteProtocolError as error:
@@ -189,8 +199,21 @@ class FastCGIProtocol(asyncio.Protocol):
         FCGI_KEEP_CONN (also one refused at BEGIN_REQUEST) or when a graceful close is pending."""
         if self.is_closed or self.transport is None or self.transport.is_closing():
             return
-        if self.connection.should_close or (self.closing and not self.cycles):
-            self.transport.close()
+        if self._linger_timer is None and (
+            self.connection.should_close or (self.closing and not self.cycles)
+        ):
+            self._linger(self.transport)
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close after the last response; close when the peer does (or at the timeout)."""
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._linger_timer = self._loop.call_later(LINGER_TIMEOUT, transport.close)
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        transport.write_eof()  # after the buffered output; the peer's EOF then closes us
 
     def _flush(self) -> None:
         data = self.connection.data_to_send()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -385,3 +386,21 @@ def test_abort_reaches_a_handler_waiting_for_body(server: ServerThread, connect:
     client.send(encode_record(ABORT, 1))
     assert client.read_response(1).protocol_status == REQUEST_COMPLETE
     wait_until(lambda: server.server.stats.requests_finished == 1, what="handler finished")
+
+
+def test_close_after_last_response_lingers_for_unread_input(connect: Connect) -> None:
+    """Without FCGI_KEEP_CONN the server closes after END_REQUEST, but a peer may still be
+    sending a body the handler never read: the server half-closes and takes it, so the peer
+    sees a clean end of stream, never a reset or a broken pipe."""
+    client = connect()
+    client.send(
+        begin_record(1, keep_conn=False)
+        + params_records(1, uri("/hello"))
+        + encode_record(STDIN, 1, b"a" * 1000)
+    )
+    assert client.read_response(1).split()[1] == b"Hello World!"
+    for _ in range(20):  # the rest of the body, after the response has come back
+        client.send(encode_record(STDIN, 1, b"b" * 60_000))
+    client.send(encode_record(STDIN, 1))
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.read_record() is None  # a clean EOF

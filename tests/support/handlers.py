@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 from smisk.server import RequestCycle
 
 TEXT = b"Content-Type: text/plain\r\n"
+NOKEEP_PREFIX = "/nokeep"  # tests/support/nginx.py's location without keep-alive: same routes
 
 Route = Callable[[RequestCycle, dict[str, list[str]]], Awaitable[None]]
 ROUTES: dict[str, Route] = {}
@@ -31,6 +32,7 @@ def route(path: str) -> Callable[[Route], Route]:
 async def router(cycle: RequestCycle) -> None:
     params = cycle.params_dict()
     path, _, query = params.get("REQUEST_URI", "/").partition("?")
+    path = path.removeprefix(NOKEEP_PREFIX) if path.startswith(NOKEEP_PREFIX + "/") else path
     handler = ROUTES.get(path, not_found)
     await handler(cycle, parse_qs(query))
 
