@@ -34,6 +34,7 @@ class Signals:
         self.sleeper_started = threading.Event()
         self.sleeper_release = threading.Event()
         self.barriers: dict[str, threading.Barrier] = {}
+        self.async_barriers: dict[str, asyncio.Barrier] = {}
         self.lock = threading.Lock()
         self.upload_paths: list[str] = []
 
@@ -42,6 +43,12 @@ class Signals:
             if group not in self.barriers:
                 self.barriers[group] = threading.Barrier(parties, timeout=WAIT_LIMIT)
             return self.barriers[group]
+
+    def async_barrier(self, group: str, parties: int) -> asyncio.Barrier:
+        """A barrier for tasks on one loop (threads of the default executor may be too few)."""
+        if group not in self.async_barriers:
+            self.async_barriers[group] = asyncio.Barrier(parties)
+        return self.async_barriers[group]
 
 
 SIGNALS = Signals()
@@ -78,7 +85,7 @@ class TestApp(Application):
         return self.mode == "async"
 
     def dispatch(self) -> Any:
-        path = request.env.get("SCRIPT_NAME") or "/"
+        path = request.env.get("SCRIPT_NAME", "") + request.env.get("PATH_INFO", "")
         name = path.rstrip("/").rsplit("/", 1)[-1] or "hello"
         route = ROUTES.get(name)
         if route is None:
@@ -181,7 +188,7 @@ def r_info(a: TestApp) -> None:
 def r_isolation(a: TestApp) -> Any:
     """Read a unique value, wait until every request of the group is inside service, read again."""
     before = request.get["v"]
-    barrier = SIGNALS.barrier(request.get["group"], int(request.get["n"]))
+    group, parties = request.get["group"], int(request.get["n"])
 
     def finish() -> None:
         after = request.get["v"]
@@ -192,12 +199,13 @@ def r_isolation(a: TestApp) -> Any:
     if a.is_async:
 
         async def run() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+            barrier = SIGNALS.async_barrier(group, parties)
+            await asyncio.wait_for(barrier.wait(), WAIT_LIMIT)
             await asyncio.sleep(0)
             finish()
 
         return run()
-    barrier.wait()
+    SIGNALS.barrier(group, parties).wait()
     finish()
     return None
 

@@ -1,0 +1,248 @@
+"""Response: headers, begin, the write family, Status and Content-Type, set_cookie, send_file.
+Each test runs with a sync and an async service, through nginx."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from smisk.core import Response
+from tests.app.conftest import Web
+from tests.support.fcgi_client import begin_record, params_records, stdin_records
+
+
+def test_default_content_type(web: Web) -> None:
+    status, headers, body = web.get("/notype")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert body == b"no type"
+
+
+def test_empty_service_still_answers(web: Web) -> None:
+    status, headers, body = web.get("/empty")
+    assert (status, body) == (200, b"")
+    assert headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_status_header_passes_through(web: Web) -> None:
+    status, headers, body = web.get("/status")
+    assert status == 404
+    assert headers["content-type"] == "text/plain"
+    assert body == b"missing"
+    assert "status" not in headers  # nginx turned it into the status line
+
+
+def test_headers_find_header_and_begin(web: Web) -> None:
+    status, headers, body = web.get("/headers")
+    assert status == 200
+    assert headers["content-type"] == "text/plain"
+    assert headers["x-a"] == "1"
+    result = json.loads(body)
+    # prefix match, case-insensitive; "" matches the first line; non-str items are skipped
+    assert result["found"] == [0, 1, 1, 0, -1]
+    assert result["has_begun"] == [False, True]
+    assert result["again"] == "output has already begun"
+
+
+def test_write_family(web: Web) -> None:
+    status, _, body = web.get("/write_variants")
+    assert status == 200
+    assert body == ("Hello World \u00e5 5 bytes|lines||write|out|7!|cut-her|False".encode())
+
+
+def test_no_extra_crlf_and_one_header_block_through_raw_fastcgi(web: Web) -> None:
+    with web.fcgi() as client:
+        response = client.request(params={"SCRIPT_NAME": "/hello"})
+    head, _, body = bytes(response.stdout).partition(b"\r\n\r\n")
+    assert body == b"<h1>Hello World!</h1>"  # no stray CRLF before the body
+    assert head == b"Content-Type: text/html; charset=utf-8"
+    assert response.app_status == 0
+
+
+def test_small_response_is_one_stdout_record(web: Web) -> None:
+    with web.fcgi() as client:
+        response = client.request(params={"SCRIPT_NAME": "/write_variants"})
+    stdout_records = [length for rtype, length in response.records if rtype == 6 and length]
+    assert len(stdout_records) == 1  # headers and body in one hand-off
+
+
+def test_large_output_arrives_whole(web: Web) -> None:
+    size = 8 * 1024 * 1024 + 123
+    status, headers, body = web.get(f"/large?size={size}")
+    assert status == 200
+    assert int(headers["content-length"]) == size == len(body)
+    block = bytes(range(256)) * 256
+    assert hashlib.sha256(body).digest() == hashlib.sha256((block * 200)[:size]).digest()
+
+
+# -- set_cookie ------------------------------------------------------------------------------
+
+
+def _cookie(web: Web, query: str) -> str:
+    status, headers, _ = web.get(f"/cookie?{query}")
+    assert status == 200
+    return headers["set-cookie"]
+
+
+def test_set_cookie_defaults(web: Web) -> None:
+    assert _cookie(web, "name=n+a&value=v%3Ba+l") == "n%20a=v%3Ba%20l; Version=1"
+
+
+def test_set_cookie_all_attributes(web: Web) -> None:
+    before = time.time()
+    line = _cookie(
+        web,
+        "name=b&value=c&comment=my+c&domain=.ex.com&path=/a+b/c&secure=1&version=2"
+        "&max_age=100&http_only=1&same_site=Lax",
+    )
+    after = time.time()
+    parts = line.split("; ")
+    assert parts[:6] == [
+        "b=c",
+        "Version=2",
+        "Comment=my%20c",
+        "Domain=.ex.com",
+        "Path=/a b/c",  # not URL-encoded: browsers match it literally
+        "Max-Age=100",
+    ]
+    assert parts[6].startswith("Expires=")
+    expires = email.utils.parsedate_to_datetime(parts[6][len("Expires=") :]).timestamp()
+    assert before + 100 - 2 <= expires <= after + 100 + 2
+    assert parts[7:] == ["Secure", "HttpOnly", "SameSite=Lax"]
+
+
+def test_set_cookie_max_age_zero_expires_in_the_past(web: Web) -> None:
+    line = _cookie(web, "name=gone&value=&max_age=0")
+    assert "Max-Age=0" in line
+    assert "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in line
+
+
+def test_set_cookie_is_not_in_request_cookies(web: Web) -> None:
+    _status, _, body = web.get("/cookie?name=new&value=1", headers={"Cookie": "old=2"})
+    assert body == b'cookies: {"old": "2"}'
+
+
+def test_set_cookie_after_output_refused(web: Web) -> None:
+    _status, headers, body = web.get("/cookie_late")
+    assert "set-cookie" not in headers
+    assert body == b"begun|Cookies can not be set when output has already begun."
+
+
+def test_set_cookie_parameter_names_and_order() -> None:
+    import inspect
+
+    names = list(inspect.signature(Response.set_cookie).parameters)
+    assert names[:10] == [
+        "self",
+        "name",
+        "value",
+        "comment",
+        "domain",
+        "path",
+        "secure",
+        "version",
+        "max_age",
+        "http_only",
+    ]
+    assert "same_site" in names
+
+
+# -- send_file -------------------------------------------------------------------------------
+
+
+def test_send_file_uses_x_accel_redirect_under_nginx(web: Web, served_files: Path) -> None:
+    status, _headers, body = web.get("/sendfile?path=/protected/small.txt")
+    assert status == 200
+    assert body == (served_files / "small.txt").read_bytes()  # nginx served the file
+
+
+def test_send_file_big_file_through_nginx(web: Web, served_files: Path) -> None:
+    status, _, body = web.get("/sendfile?path=/protected/big.bin")
+    assert status == 200
+    assert hashlib.sha256(body).digest() == _digest(served_files / "big.bin")
+
+
+@pytest.mark.parametrize(
+    ("location", "header"),
+    [
+        ("lighttpd14", "x-lighttpd-send-file"),
+        ("lighttpd", "x-sendfile"),
+        ("apache", "x-sendfile"),
+    ],
+)
+def test_send_file_header_follows_server_software(web: Web, location: str, header: str) -> None:
+    status, headers, body = web.get(f"/{location}/sendfile?path=/srv/file.bin")
+    assert status == 200
+    assert headers[header] == "/srv/file.bin"
+    assert body == b""
+
+
+def test_send_file_after_output_refused(web: Web) -> None:
+    _, headers, body = web.get("/sendfile_late")
+    assert body == b"begun|output has already begun"
+    assert "x-accel-redirect" not in headers
+
+
+def _digest(path: Path) -> bytes:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    return sha.digest()
+
+
+def test_send_file_streamed_when_front_end_cannot(web: Web, served_files: Path) -> None:
+    """Unknown SERVER_SOFTWARE: the server streams the file itself, byte-exact."""
+    path = served_files / "big.bin"
+    status, headers, body = web.get(f"/unknown/sendfile?path={path}")
+    assert status == 200
+    assert int(headers["content-length"]) == path.stat().st_size == len(body)
+    assert headers["content-type"] == "application/octet-stream"
+    assert hashlib.sha256(body).digest() == _digest(path)
+
+
+def test_send_file_streamed_with_sendfile_header_disabled(
+    web_zero: Web, served_files: Path
+) -> None:
+    """``sendfile_header = ""``: no front-end header even under nginx."""
+    path = served_files / "small.txt"
+    status, headers, body = web_zero.get(f"/sendfile?path={path}")
+    assert status == 200
+    assert "x-accel-redirect" not in headers
+    assert headers["content-type"] == "text/plain"
+    assert body == path.read_bytes()
+
+
+def test_send_file_missing_file_gives_error_page(web_zero: Web) -> None:
+    status, _, body = web_zero.get("/sendfile?path=/nonexistent/file")
+    assert status == 500
+    assert b"No such file or directory" in body
+
+
+def test_streamed_file_does_not_block_other_requests(web_zero: Web, served_files: Path) -> None:
+    """A client that does not read a streamed file stalls only its own request: another
+    request is served meanwhile; then the whole file arrives byte-exact."""
+    path = served_files / "big.bin"
+    with web_zero.fcgi() as slow, web_zero.fcgi() as other:
+        params = {
+            "REQUEST_METHOD": "GET",
+            "SCRIPT_NAME": "/sendfile",
+            "QUERY_STRING": f"path={path}",
+        }
+        slow.send(begin_record(1) + params_records(1, params) + stdin_records(1, b""))
+        records = slow.stream(1)
+        first = next(records)  # streaming has started; we stop reading now
+        assert first[0] == 6
+        quick = other.request(params={"SCRIPT_NAME": "/hello"})
+        assert quick.split()[1] == b"<h1>Hello World!</h1>"
+        data = bytearray(first[1])
+        for rtype, content in records:
+            if rtype == 6:
+                data += content
+        _, _, body = bytes(data).partition(b"\r\n\r\n")
+        assert hashlib.sha256(body).digest() == _digest(path)
