@@ -404,3 +404,13 @@ def test_close_after_last_response_lingers_for_unread_input(connect: Connect) ->
     client.send(encode_record(STDIN, 1))
     client.sock.shutdown(socket.SHUT_WR)
     assert client.read_record() is None  # a clean EOF
+
+
+def test_lingering_close_gives_up_on_a_peer_that_never_closes(
+    server: ServerThread, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("smisk.server.protocol.LINGER_TIMEOUT", 0.2)
+    client = connect()
+    assert client.request(params=uri("/hello"), keep_conn=False).done
+    assert client.at_eof()  # half-closed by the server; the client keeps its side open
+    wait_until(lambda: not server.server.connections, timeout=5, what="connection dropped")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -126,8 +127,6 @@ def test_params_from_nginx(front: Nginx) -> None:
         http_client.conn.request("GET", "/params?a=1", headers={"X-Test": "yes"})
         response = http_client.conn.getresponse()
         assert response.status == 200
-        import json
-
         data = json.loads(response.read())
     params = dict(data["params"])
     assert data["role"] == 1 and data["keep_conn"] is True
