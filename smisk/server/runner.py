@@ -87,6 +87,11 @@ class Server:
     def connection_made(self, protocol: FastCGIProtocol) -> None:
         """A connection was accepted."""
         self.stats.accepted_connections += 1
+        if len(self.connections) >= self.max_connections:
+            # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it.
+            log.warning("refusing a connection: %d already open", len(self.connections))
+            protocol.abort()
+            return
         self.connections.add(protocol)
         self._all_closed.clear()
         if self._closing:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -175,3 +176,21 @@ def test_client_helpers_parse_like_the_client(address: Address) -> None:
         while chunk := client.sock.recv(65536):
             data += chunk
     assert [r[0] for r in parse_records(data)] == [STDOUT, STDOUT, END]
+
+
+def test_connections_beyond_max_connections_are_refused(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    served = make_server(max_connections=2)
+    address = served.addresses[0]
+    with FastCGIClient(address) as first, FastCGIClient(address) as second:
+        assert first.get_values([b"FCGI_MAX_CONNS"]) == [(b"FCGI_MAX_CONNS", b"2")]
+        second.send(request_bytes(1, uri("/hold?key=max")))
+        wait_until(lambda: "holding max" in handlers.EVENTS, what="request in flight")
+        with FastCGIClient(address) as third:
+            assert third.at_eof()  # over the limit the server reports: closed at once
+        first.request(params=uri("/release?key=max"))
+        assert second.read_response(1).split()[1] == b"released max"
+    wait_until(lambda: not served.server.connections, what="both closed")
+    with FastCGIClient(address) as again:
+        assert again.request(params=uri("/hello")).split()[1] == b"Hello World!"
