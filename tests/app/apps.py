@@ -422,16 +422,21 @@ def r_form(a: TestApp) -> Any:
 
 
 def r_form_fail(a: TestApp) -> Any:
-    """Record the upload paths, then fail: the temp files must still be removed."""
-    result = r_form(a)
+    """Look at the uploads (they exist, 0600), then fail: the temp files must still go."""
 
-    async def fail_after(awaitable: Awaitable[None]) -> None:
-        await awaitable
+    def check_then_fail(files: dict[str, Any]) -> None:
+        described = _describe_files(files)
+        assert all(item["exists"] for item in described.values())
         raise RuntimeError("handler failed after reading uploads")
 
-    if result is not None:
-        return fail_after(result)
-    raise RuntimeError("handler failed after reading uploads")
+    if a.is_async:
+
+        async def run() -> None:
+            await asyncio.get_running_loop().run_in_executor(None, check_then_fail, request.files)
+
+        return run()
+    check_then_fail(request.files)
+    return None
 
 
 def r_upload_digest(a: TestApp) -> Any:
