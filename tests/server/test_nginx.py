@@ -56,9 +56,7 @@ class Http:
         return response.status, response.read()
 
 
-pytestmark = pytest.mark.nginx
-
-
+@pytest.mark.nginx
 def test_1000_sequential_requests_over_a_keepalive_pool(front: Nginx, server: ServerThread) -> None:
     started = time.monotonic()
     with Http(front.port) as http_client:
@@ -70,6 +68,7 @@ def test_1000_sequential_requests_over_a_keepalive_pool(front: Nginx, server: Se
     assert elapsed < 30
 
 
+@pytest.mark.nginx
 def test_sequential_requests_without_keepalive(front: Nginx, server: ServerThread) -> None:
     with Http(front.port) as http_client:
         for i in range(200):
@@ -78,6 +77,7 @@ def test_sequential_requests_without_keepalive(front: Nginx, server: ServerThrea
     wait_until(lambda: not server.server.connections, what="every connection closed")
 
 
+@pytest.mark.nginx
 @pytest.mark.parametrize("prefix", ["", "/nokeep"])
 def test_200_concurrent_requests(front: Nginx, server: ServerThread, prefix: str) -> None:
     """All 200 are in flight at once: each waits at a barrier until the 200th arrives."""
@@ -95,6 +95,7 @@ def test_200_concurrent_requests(front: Nginx, server: ServerThread, prefix: str
     assert server.server.stats.accepted_connections >= count
 
 
+@pytest.mark.nginx
 @pytest.mark.parametrize("prefix", ["", "/nokeep"])
 def test_10_mib_post_echoed(front: Nginx, prefix: str) -> None:
     body = hashlib.sha256(prefix.encode()).digest() * (10 * MiB // 32)
@@ -104,6 +105,7 @@ def test_10_mib_post_echoed(front: Nginx, prefix: str) -> None:
         assert (status, digest) == (200, f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode())
 
 
+@pytest.mark.nginx
 @pytest.mark.parametrize("prefix", ["", "/nokeep"])
 def test_10_mib_response(front: Nginx, prefix: str) -> None:
     size = 10 * MiB
@@ -114,6 +116,7 @@ def test_10_mib_response(front: Nginx, prefix: str) -> None:
             assert body == pattern(size)
 
 
+@pytest.mark.nginx
 def test_handler_error_gives_500_then_next_request_works(front: Nginx) -> None:
     with Http(front.port) as http_client:
         for _ in range(3):
@@ -122,6 +125,7 @@ def test_handler_error_gives_500_then_next_request_works(front: Nginx) -> None:
             assert http_client.fetch("/hello") == (200, b"Hello World!")
 
 
+@pytest.mark.nginx
 def test_params_from_nginx(front: Nginx) -> None:
     with Http(front.port) as http_client:
         http_client.conn.request("GET", "/params?a=1", headers={"X-Test": "yes"})
@@ -135,6 +139,7 @@ def test_params_from_nginx(front: Nginx) -> None:
     assert params["HTTP_X_TEST"] == "yes"
 
 
+@pytest.mark.nginx
 def test_client_going_away_reaches_the_handler(front: Nginx, server: ServerThread) -> None:
     """nginx closes the upstream connection when its client leaves; the handler is cancelled
     and the server keeps serving."""
