@@ -37,6 +37,7 @@ class Signals:
         self.async_barriers: dict[str, asyncio.Barrier] = {}
         self.lock = threading.Lock()
         self.upload_paths: list[str] = []
+        self.push_release = threading.Event()
 
     def barrier(self, group: str, parties: int) -> threading.Barrier:
         with self.lock:
@@ -586,6 +587,53 @@ def r_log(a: TestApp) -> Any:
         return run()
     request.errors.write("second line via errors\n")
     response("logged")
+    return None
+
+
+def r_push(a: TestApp) -> Any:
+    """Flush part of the body, then wait until the test has seen it ("server push")."""
+    response.headers.append("Content-Type: text/plain")
+    response("part1;")
+
+    def sync() -> None:
+        response.out.flush()
+        released = SIGNALS.push_release.wait(WAIT_LIMIT)
+        response(f"part2 released={released}")
+
+    async def asynchronous() -> None:
+        await response.out.aflush()
+        released = await _wait_in_thread(SIGNALS.push_release)
+        response(f"part2 released={released}")
+
+    return sync_or_async(a, sync, asynchronous)
+
+
+def r_stream_misc(a: TestApp) -> Any:
+    """read(0), readlines(hint), close() on input, and the Stream type."""
+    from smisk.core import Stream
+
+    def result(zero: bytes, lines: list[bytes], rest: bytes) -> None:
+        request.input.close()
+        reply(
+            {
+                "zero": zero.decode(),
+                "lines": [line.decode() for line in lines],
+                "rest": rest.decode(),
+                "types": [isinstance(request.input, Stream), isinstance(response.out, Stream)],
+            }
+        )
+
+    if a.is_async:
+
+        async def run() -> None:
+            zero = await request.input.aread(0)
+            lines = [await request.input.areadline(), await request.input.areadline()]
+            result(zero, lines, await request.input.aread())
+
+        return run()
+    zero = request.input.read(0)
+    lines = request.input.readlines(5)
+    result(zero, lines, request.input.read())
     return None
 
 
