@@ -60,7 +60,11 @@ class DataEnd:
 
 @dataclass(frozen=True, slots=True)
 class RequestAborted:
-    """The peer sent ABORT_REQUEST; the layer above must end the request promptly."""
+    """The peer sent ABORT_REQUEST; the layer above must end the request promptly.
+
+    It may come before ``RequestReceived`` (an abort while PARAMS were still arriving): the
+    request id is active all the same and must be ended with ``end_request``.
+    """
 
     request_id: int
 
