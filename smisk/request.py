@@ -8,8 +8,10 @@ files that are removed when the request ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from smisk.channel import Channel
@@ -49,6 +51,23 @@ def _merge_params(params: list[tuple[bytes, bytes]]) -> dict[str, str]:
             env[name] = value
     env.pop("HTTP_PROXY", None)  # httpoxy: a client header must never look like configuration
     return env
+
+
+class _Kept:
+    """The raw chunks of a body that is put back into ``input`` after parsing."""
+
+    __slots__ = ("_chunks", "_keep")
+
+    def __init__(self, keep: bool) -> None:
+        self._keep = keep
+        self._chunks: list[bytes] = []
+
+    def append(self, chunk: bytes) -> None:
+        if self._keep:
+            self._chunks.append(chunk)
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 class _ErrorSink(_Sink):
@@ -277,29 +296,47 @@ class Request:
         kind = self._form_kind()
         if kind is None:
             return
-        parser = self._new_parser(kind)
         stream = self.input
-        while chunk := stream.read1(PARSE_CHUNK):
-            parser.feed(chunk)
-        self._store_form(parser)
+        with self._parsing(kind) as (parser, kept):
+            while chunk := stream.read1(PARSE_CHUNK):
+                parser.feed(chunk)
+                kept.append(chunk)
+            self._store_form(parser)
 
     async def _aload_form(self) -> None:
         """Parse a form body on the loop; multipart file writes go to a worker thread."""
         kind = self._form_kind()
         if kind is None:
             return
-        parser = self._new_parser(kind)
         loop = self._require_channel().loop
         stream = self.input
-        while chunk := await stream.aread1(PARSE_CHUNK):
+        with self._parsing(kind) as (parser, kept):
+            while chunk := await stream.aread1(PARSE_CHUNK):
+                if isinstance(parser, MultipartParser):
+                    await loop.run_in_executor(None, parser.feed, chunk)
+                else:
+                    parser.feed(chunk)
+                    kept.append(chunk)
             if isinstance(parser, MultipartParser):
-                await loop.run_in_executor(None, parser.feed, chunk)
+                await loop.run_in_executor(None, self._store_form, parser)
             else:
-                parser.feed(chunk)
-        if isinstance(parser, MultipartParser):
-            await loop.run_in_executor(None, self._store_form, parser)
-        else:
-            self._store_form(parser)
+                self._store_form(parser)
+
+    @contextlib.contextmanager
+    def _parsing(
+        self, kind: tuple[str, dict[str, str]]
+    ) -> Iterator[tuple[UrlEncodedParser | MultipartParser, _Kept]]:
+        """A parser for the body; afterwards an urlencoded body is put back into ``input``
+        (it is small and was held anyway), so the raw body stays readable in both modes. A
+        failed parse leaves post and files empty instead of re-parsing the rest later."""
+        parser = self._new_parser(kind)
+        kept = _Kept(keep=isinstance(parser, UrlEncodedParser))
+        try:
+            yield parser, kept
+        except BaseException:
+            self._cache["post"], self._cache["files"] = {}, {}
+            raise
+        self.input._unread(kept.data())
 
     def _cleanup_files(self) -> None:
         """Remove upload temp files (blocking; run off the loop)."""

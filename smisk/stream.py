@@ -79,6 +79,11 @@ class Stream:
         else:
             self._eof = True
 
+    def _unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of what is left to read."""
+        if data:
+            self._buffer[:0] = data
+
     def _source_stream(self) -> BodyStream:
         if self._source is None:
             raise OSError("stream not readable")

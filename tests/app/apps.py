@@ -496,6 +496,23 @@ def r_raw(a: TestApp) -> Any:
     return None
 
 
+def r_post_then_raw(a: TestApp) -> Any:
+    """post first, then the raw body: an urlencoded body stays readable after parsing."""
+    post = request.post
+
+    def answer(body: bytes) -> None:
+        reply({"post": post, "body": body.decode("latin-1")})
+
+    if a.is_async:
+
+        async def run() -> None:
+            answer(await request.input.aread())
+
+        return run()
+    answer(request.input.read())
+    return None
+
+
 def r_json(a: TestApp) -> Any:
     from smisk.serialization.json import json_decode
 
