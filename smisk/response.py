@@ -2,7 +2,7 @@
 
 Rules: output is buffered here and handed to the loop in batches (a small sync response costs one
 hand-off, at the end); a full buffer is flushed with backpressure (threads wait, async handlers
-``await response.drain()``). Header lines with CR or LF are refused.
+``await response.drain()``). Header lines with CR, LF or NUL are refused.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ class Response(_Sink):
         for line in self.headers or ():
             if not isinstance(line, str):
                 continue
-            if "\r" in line or "\n" in line:
-                raise ValueError(f"header line contains CR or LF: {line!r}")
+            if "\r" in line or "\n" in line or "\0" in line:
+                raise ValueError(f"header line contains CR, LF or NUL: {line!r}")
             lines.append(line)
         if self.find_header("content-type:") < 0 and self._file_to_stream is None:
             charset = self._app.charset if self._app is not None else "utf-8"

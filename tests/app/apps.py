@@ -265,6 +265,11 @@ def r_bad_header_name(a: TestApp) -> None:
     response("never" + "-sent")
 
 
+def r_bad_header_nul(a: TestApp) -> None:
+    response.headers.append("X-Bad: a\0b")
+    response("never" + "-sent")
+
+
 def r_status(a: TestApp) -> None:
     response.headers.append("Status: 404 Not Found")
     response.headers.append("Content-Type: text/plain")

@@ -88,14 +88,14 @@ def test_failing_error_handler_after_output_ends_cleanly(web: Web) -> None:
     assert web.get("/hello")[0] == 200
 
 
-@pytest.mark.parametrize("route", ["bad_header_value", "bad_header_name"])
+@pytest.mark.parametrize("route", ["bad_header_value", "bad_header_name", "bad_header_nul"])
 def test_header_with_cr_or_lf_is_refused(web: Web, route: str) -> None:
     status, headers, body = web.get(f"/{route}")
     assert status == 500
     assert "x-injected" not in headers
     assert "x-bad" not in headers
     assert b"never-sent" not in body
-    assert b"header line contains CR or LF" in body
+    assert b"header line contains CR, LF or NUL" in body
 
 
 def test_error_page_functions_escape_everything() -> None:
