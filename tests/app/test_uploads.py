@@ -262,3 +262,33 @@ def _peak_kib(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     raise AssertionError("no VmHWM")
+
+
+def test_upload_temp_files_removed_when_client_disconnects(web: Web) -> None:
+    """The client goes away in the middle of a file part: the partial temp file is removed."""
+    from tests.support.serving import wait_until
+
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="up"; filename="a.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    params = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "/form",
+        "CONTENT_TYPE": MULTIPART["Content-Type"],
+        "CONTENT_LENGTH": str(50 << 20),
+    }
+    tmp = _tmpdir()
+    before = {n for n in os.listdir(tmp) if n.startswith("smisk-upload-")}
+
+    def new_files() -> set[str]:
+        return {n for n in os.listdir(tmp) if n.startswith("smisk-upload-")} - before
+
+    client = web.fcgi()
+    try:
+        partial = stdin_records(1, head + os.urandom(1 << 20))[:-8]  # no end-of-stdin record
+        client.send(begin_record(1) + params_records(1, params) + partial)
+        created = wait_until(new_files, timeout=30, what="the upload's temp file")
+    finally:
+        client.close()
+    wait_until(lambda: not (new_files() & created), timeout=30, what="temp file removal")
