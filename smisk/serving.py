@@ -12,13 +12,11 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import aiofiles
-import aiofiles.os
+from typing import Any, BinaryIO
 
 from smisk.application import Application
 from smisk.channel import Channel
@@ -145,21 +143,50 @@ class ApplicationHandler:
                 response.out.write(b"Internal Server Error\n")
 
     async def _stream_file(self, cycle: RequestCycle, response: Response) -> None:
+        """Send the file named by ``send_file()`` ourselves: reads in a worker thread (as aiofiles
+        does), writes with backpressure. The file is closed however the request ends."""
         path = response._file_to_stream
         assert path is not None
+        loop = asyncio.get_running_loop()
         try:
-            size = (await aiofiles.os.stat(path)).st_size
+            handle, size = await _open_sized(loop, path)
         except OSError as error:
             response._file_to_stream = None
             self._report((type(error), error, error.__traceback__), response)
             return
-        async with aiofiles.open(path, "rb") as handle:
+        try:
             response._file_headers(path, size)
             if not response.has_begun:
                 response.begin()
             await cycle.write(response._take_pending())
-            while chunk := await handle.read(FILE_CHUNK):
+            while chunk := await loop.run_in_executor(None, handle.read, FILE_CHUNK):
                 await cycle.write(chunk)
+        finally:
+            handle.close()  # closing a file opened for reading does not block
+
+
+async def _open_sized(loop: asyncio.AbstractEventLoop, path: str) -> tuple[BinaryIO, int]:
+    """Open ``path`` for reading in a worker thread; a cancelled caller never leaks the file."""
+
+    def open_it() -> tuple[BinaryIO, int]:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        try:
+            return handle, os.fstat(handle.fileno()).st_size
+        except BaseException:
+            handle.close()
+            raise
+
+    opening = loop.run_in_executor(None, open_it)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(future: asyncio.Future[tuple[BinaryIO, int]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result()[0].close()
 
 
 # -- the classic bind / unbind / listening -----------------------------------------------------
