@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from smisk._frontend import merge_params
 from smisk.channel import Channel
 from smisk.codec import decompose_query
 from smisk.cookies import parse_cookies
@@ -39,16 +40,15 @@ MULTIPART_MAX_FIELD = 10 * 1024 * 1024  # bytes of one non-file field held in me
 PARSE_CHUNK = 256 * 1024  # bytes read from the body per parser step
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _merge_params(params: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for raw_name, raw_value in params:
-        name = raw_name.decode("utf-8", "surrogateescape")
-        value = raw_value.decode("utf-8", "surrogateescape")
-        if name in env and name.startswith("HTTP_"):
-            separator = "; " if name == "HTTP_COOKIE" else ", "
-            env[name] = f"{env[name]}{separator}{value}"
-        else:
-            env[name] = value
+    """The params as text: UTF-8, undecodable bytes kept as surrogates (lossless)."""
+    env = {_text(name): _text(value) for name, value in params}
+    if len(env) != len(params):  # duplicate names: merge HTTP_* ones by the front-end rules
+        env = {_text(name): _text(value) for name, value in merge_params(params).items()}
     env.pop("HTTP_PROXY", None)  # httpoxy: a client header must never look like configuration
     return env
 
@@ -250,6 +250,9 @@ class Request:
     def _form_kind(self) -> tuple[str, dict[str, str]] | None:
         """The body's form type and its parameters, or None when it is not parsed as a form."""
         if "post" in self._cache:
+            return None
+        if self._cycle is None or self._cycle.body.at_eof:  # no body (left): nothing to parse
+            self._cache["post"], self._cache["files"] = {}, {}
             return None
         mime, options = parse_content_type(self.env.get("CONTENT_TYPE", ""))
         if mime == URLENCODED and self.max_formdata_size != 0:

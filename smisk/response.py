@@ -131,13 +131,16 @@ class Response(_Sink):
         lines: list[str] = []
         if self._request is not None:
             lines.extend(self._request._response_headers())
+        has_type = self._file_to_stream is not None  # its type is added from the file name
         for line in self.headers or ():
             if not isinstance(line, str):
                 continue
             if "\r" in line or "\n" in line or "\0" in line:
                 raise ValueError(f"header line contains CR, LF or NUL: {line!r}")
+            if not has_type and line[:13].lower() == "content-type:":
+                has_type = True
             lines.append(line)
-        if self.find_header("content-type:") < 0 and self._file_to_stream is None:
+        if not has_type:
             charset = self._app.charset if self._app is not None else "utf-8"
             lines.append(f"Content-Type: text/html; charset={charset}")
         lines.append("\r\n")
