@@ -243,21 +243,22 @@ class FastCGIConnection:
         request_id: int,
         app_status: int = 0,
         protocol_status: ProtocolStatus = ProtocolStatus.REQUEST_COMPLETE,
+        data: bytes = b"",
     ) -> None:
-        """Close the request's output streams and queue END_REQUEST; the id becomes inactive."""
+        """Queue final STDOUT ``data``, close the output streams and queue END_REQUEST; the id
+        becomes inactive."""
         request = self._active(request_id)
-        out = self._outgoing
-        out.append(encode_record(RecordType.STDOUT, request_id))
-        if request.stderr_sent:
-            out.append(encode_record(RecordType.STDERR, request_id))
-        self._end_record(request_id, app_status, protocol_status)
+        if data:
+            self._outgoing.append(encode_stream(RecordType.STDOUT, request_id, data))
+        self._outgoing.append(
+            _end_of_request(request_id, app_status, protocol_status, request.stderr_sent)
+        )
         del self._requests[request_id]
         if not request.keep_conn:
             self._closing = True
 
     def _end_record(self, request_id: int, app_status: int, protocol_status: int) -> None:
-        body = (app_status & 0xFFFFFFFF).to_bytes(4, "big") + bytes((protocol_status, 0, 0, 0))
-        self._outgoing.append(encode_record(RecordType.END_REQUEST, request_id, body))
+        self._outgoing.append(_end_record(request_id, app_status, protocol_status))
 
     def data_to_send(self) -> bytes:
         """Return (and forget) every byte queued for the peer."""
@@ -267,6 +268,23 @@ class FastCGIConnection:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         return data
+
+
+def _end_record(request_id: int, app_status: int, protocol_status: int) -> bytes:
+    body = (app_status & 0xFFFFFFFF).to_bytes(4, "big") + bytes((protocol_status, 0, 0, 0))
+    return encode_record(RecordType.END_REQUEST, request_id, body)
+
+
+@functools.lru_cache(maxsize=512)
+def _end_of_request(
+    request_id: int, app_status: int, protocol_status: int, stderr_sent: bool
+) -> bytes:
+    """The empty STDOUT (and STDERR) records and END_REQUEST: the same few bytes for nearly
+    every request, so they are built once."""
+    tail = encode_record(RecordType.STDOUT, request_id)
+    if stderr_sent:
+        tail += encode_record(RecordType.STDERR, request_id)
+    return tail + _end_record(request_id, app_status, protocol_status)
 
 
 def _type_name(record_type: int) -> str:
