@@ -109,6 +109,9 @@ class ApplicationHandler:
             if not response.has_begun and response._file_to_stream is None:
                 response.begin()
         except ClientGone:
+            _quietly(
+                request._finish_sync
+            )  # the client left; still store the session, free its lock
             raise
         except Exception:
             self._report(sys.exc_info(), response)
@@ -120,7 +123,11 @@ class ApplicationHandler:
             await self.app.service()
             if not response.has_begun and response._file_to_stream is None:
                 response.begin()
-        except ClientGone:
+        except (ClientGone, asyncio.CancelledError):
+            try:  # the client left; still store the session and free its lock
+                await request._afinish()
+            except Exception:
+                log.debug("session write-back after a disconnect failed", exc_info=True)
             raise
         except Exception:
             self._report(sys.exc_info(), response)
@@ -187,6 +194,13 @@ async def _open_sized(loop: asyncio.AbstractEventLoop, path: str) -> tuple[Binar
 def _close_opened(future: asyncio.Future[tuple[BinaryIO, int]]) -> None:
     if not future.cancelled() and future.exception() is None:
         future.result()[0].close()
+
+
+def _quietly(finish: Any) -> None:
+    try:
+        finish()
+    except Exception:
+        log.debug("session write-back after a disconnect failed", exc_info=True)
 
 
 # -- the classic bind / unbind / listening -----------------------------------------------------
