@@ -1,167 +1,261 @@
-"""smisk-serve: run an Application over FastCGI.
+"""smisk-serve: run an Application over FastCGI (also ``python -m smisk``).
 
-Rules: bad arguments and import errors print one clear line and exit with status 2; every option
-can also come from a ``SMISK_*`` environment variable (``--bind`` from ``SMISK_BIND``, ...).
+Rules: bad arguments and import errors print one line (``smisk-serve: error: ...``) and exit
+with status 2, never a traceback; every option can also come from a ``SMISK_*`` environment
+variable (``--bind`` from ``SMISK_BIND``, comma-separated; ``--max-requests`` from
+``SMISK_MAX_REQUESTS``; the application from ``SMISK_APP``); the command line wins.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import inspect
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from smisk._version import __version__
+from smisk.reload import AppImporter, ImportFailed
+from smisk.server import Listener, bind_listener, inherited_listener
+from smisk.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
 
-__all__ = ["load_app", "main"]
+__all__ = ["build_parser", "config_from", "load_app", "main", "version_text"]
 
 log = logging.getLogger("smisk")
 
+EXIT_USAGE = 2  # argparse's status for a bad command line; also used for import errors
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
 
 class UsageError(Exception):
-    """A problem with the command line; printed as one line."""
+    """A problem with the command line or the application's import; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"SMISK_{name}", default)
+
+
+def _flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "non-negative integer"
+_seconds.__name__ = "number of seconds"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; defaults come from SMISK_* environment variables."""
-    env = os.environ.get
-    parser = argparse.ArgumentParser(
-        prog="smisk-serve", description="Serve a smisk Application over FastCGI."
+    """The argument parser; defaults come from ``SMISK_*`` environment variables."""
+    parser = _Parser(prog="smisk-serve", description="Serve a smisk Application over FastCGI.")
+    add = parser.add_argument
+    add(
+        "app",
+        nargs="?",
+        default=_env("APP"),
+        help="MODULE:ATTR (a class, an instance or a factory)",
     )
-    parser.add_argument("app", nargs="?", help="MODULE:ATTR (a class, an instance or a factory)")
-    parser.add_argument(
+    add(
         "--bind",
         action="append",
-        default=None,
-        help="address to listen on: :5000, HOST:PORT, [::1]:5000, unix:/path (repeatable); "
-        "without it, the socket on fd 0 is used",
+        metavar="ADDR",
+        help="listen on :5000, HOST:PORT, [::1]:5000 or "
+        "unix:/path (repeatable); without it, the socket on fd 0 is used",
     )
-    parser.add_argument("--threads", type=int, default=int(env("SMISK_THREADS", "0")) or None)
-    parser.add_argument("--backlog", type=int, default=int(env("SMISK_BACKLOG", "1024")))
-    parser.add_argument(
-        "--graceful-timeout", type=float, default=float(env("SMISK_GRACEFUL_TIMEOUT", "30"))
+    add(
+        "--workers",
+        type=_positive_int,
+        default=_env("WORKERS"),
+        metavar="N",
+        help="worker processes (default: the app's forks + 1, else 1; 0 or 1 run in one process)",
     )
-    parser.add_argument(
-        "--loop", choices=("auto", "asyncio", "uvloop"), default=env("SMISK_LOOP", "auto")
+    add(
+        "--threads",
+        type=_positive_int,
+        default=_env("THREADS"),
+        metavar="N",
+        help="handler threads per worker for a sync service() (default: Application.threads)",
     )
-    parser.add_argument("--log-level", default=env("SMISK_LOG_LEVEL", "info"))
-    parser.add_argument("--version", action="store_true", help="print versions and exit")
-    return parser
+    add("--backlog", type=_positive_int, default=_env("BACKLOG", "1024"), metavar="N")
+    add(
+        "--max-requests",
+        type=_positive_int,
+        default=_env("MAX_REQUESTS", "0"),
+        metavar="N",
+        help="recycle a worker after N requests, without dropping any (0: never)",
+    )
+    add(
+        "--graceful-timeout",
+        type=_seconds,
+        default=_env("GRACEFUL_TIMEOUT", "30"),
+        metavar="S",
+        help="seconds in-flight requests get on SIGTERM, reload and recycling",
+    )
+    add("--loop", choices=("auto", "asyncio", "uvloop"), default=_env("LOOP", "auto"))
+    add(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error", "critical"),
+        type=str.lower,
+    )
+    add("--access-log", default=_env("ACCESS_LOG"), metavar="FORMAT|json")
+    add("--status-path", default=_env("STATUS_PATH"), metavar="PATH")
+    add(
+        "--slow-request-timeout",
+        type=_seconds,
+        default=_env("SLOW_REQUEST_TIMEOUT", "0"),
+        metavar="S",
+    )
+    add("--request-timeout", type=_seconds, default=_env("REQUEST_TIMEOUT", "0"), metavar="S")
+    add(
+        "--reload",
+        action="store_true",
+        default=_flag("RELOAD"),
+        help="restart the workers when the application's files change (development)",
+    )
+    add(
+        "--http",
+        action="append",
+        metavar="ADDR",
+        help="also serve HTTP/1.1 on ADDR through a built-in front end (development)",
+    )
+    add("--version", action="store_true", help="print versions and exit")
+    return parser  # fmt: skip
+
+
+def _split(values: list[str] | None, env_name: str) -> tuple[str, ...]:
+    if values is None:
+        values = [v for v in (_env(env_name) or "").split(",") if v.strip()]
+    return tuple(v.strip() for v in values)
+
+
+def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
+    """The ServeConfig for parsed ``options``; the app's ``forks`` sets the default workers."""
+    workers = options.workers
+    if workers is None:
+        forks = getattr(target, "forks", 0)
+        workers = forks + 1 if isinstance(forks, int) and forks > 0 else 1
+    return ServeConfig(
+        binds=_split(options.bind, "BIND"),
+        http=_split(options.http, "HTTP"),
+        workers=workers,
+        threads=options.threads or None,
+        backlog=options.backlog,
+        max_requests=options.max_requests,
+        graceful_timeout=options.graceful_timeout,
+        loop=options.loop,
+        reload=options.reload,
+        access_log=options.access_log,
+        status_path=options.status_path,
+        slow_request_timeout=options.slow_request_timeout,
+        request_timeout=options.request_timeout,
+    )
 
 
 def load_app(spec: str) -> Any:
     """Import ``MODULE:ATTR`` and return an Application instance."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:ATTR, got {spec!r}")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r}: {error}") from None
-    try:
-        target = getattr(module, attr)
-    except AttributeError:
-        raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
-    from smisk.application import Application
+    from smisk.embed import instantiate
 
-    if isinstance(target, Application):
-        return target
-    if inspect.isclass(target) or callable(target):
-        instance = target()
-        if isinstance(instance, Application):
-            return instance
-    raise UsageError(f"{spec} is not an Application, an Application class or a factory of one")
+    try:
+        return instantiate(AppImporter(spec).load())
+    except (ImportFailed, TypeError) as error:
+        raise UsageError(str(error)) from None
 
 
 def version_text() -> str:
     """Versions of smisk, its codec implementation, Python and the event loop."""
     from smisk import codec
 
-    loop = "uvloop" if _uvloop_available() else "asyncio"
+    loop = "uvloop" if uvloop_available() else "asyncio"
     return (
         f"smisk {__version__} (codec: {codec.IMPLEMENTATION}; loop: {loop}; "
         f"Python {sys.version.split()[0]})"
     )
 
 
-def _uvloop_available() -> bool:
+def _check_target(spec: str, target: Any) -> None:
+    from smisk.application import Application
+
+    if isinstance(target, Application) or callable(target):
+        return
+    raise UsageError(f"{spec} is not an Application, an Application class or a factory of one")
+
+
+def _listeners(config: ServeConfig) -> tuple[list[Listener], list[Listener]]:
+    listeners: list[Listener] = []
     try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    if kind == "uvloop" or (kind == "auto" and _uvloop_available()):
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
-async def _serve(app: Any, options: argparse.Namespace) -> None:
-    from smisk.server import Server, bind_listener, inherited_listener
-    from smisk.serving import ApplicationHandler
-
-    if options.bind:
-        listeners = [bind_listener(address, options.backlog) for address in options.bind]
-    else:
+        for address in config.binds:
+            listeners.append(bind_listener(address, config.backlog))
+        http = [bind_listener(address, config.backlog) for address in config.http]
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    if not listeners and not http:
         inherited = inherited_listener()
         if inherited is None:
-            raise UsageError("no --bind given and fd 0 is not a listening socket")
-        listeners = [inherited]
-    loop = asyncio.get_running_loop()
-    handler = ApplicationHandler(app, options.threads)
-    server = Server(handler)
-    stopped = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopped.set)
-    app._stop = lambda: loop.call_soon_threadsafe(stopped.set)
-    app.application_will_start()
-    await server.start(listeners)
-    log.info("serving on %s", ", ".join(str(a) for a in server.addresses))
-    try:
-        await stopped.wait()
-    finally:
-        await server.close(options.graceful_timeout)
-        await loop.run_in_executor(None, handler.close)
-        app.application_did_stop()
+            raise UsageError("no --bind given and fd 0 is not a listening socket (see --help)")
+        listeners.append(inherited)
+    return listeners, http
+
+
+def serve(spec: str, options: argparse.Namespace) -> int:
+    """Import the application, bind, and run it in one process or under a supervisor."""
+    importer = AppImporter(spec)
+    target = importer.load()
+    _check_target(spec, target)
+    config = config_from(options, target)
+    if config.loop == "uvloop" and not uvloop_available():
+        raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
+    listeners, http = _listeners(config)
+    if config.supervised:
+        supervisor = Supervisor(importer, target, config, listeners, http)
+        status = supervisor.run()
+        if supervisor.error:
+            raise UsageError(supervisor.error)
+        return status
+    return run_worker(target, listeners, http, config, StatusPipe(None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``smisk-serve``."""
-    parser = build_parser()
-    options = parser.parse_args(argv)
+    options = build_parser().parse_args(argv)
     if options.version:
         print(version_text())
         return 0
-    logging.basicConfig(
-        level=options.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(message)s"
-    )
-    if options.bind is None and os.environ.get("SMISK_BIND"):
-        options.bind = os.environ["SMISK_BIND"].split(",")
+    logging.basicConfig(level=options.log_level.upper(), format=LOG_FORMAT)
     try:
         if not options.app:
-            raise UsageError("missing MODULE:ATTR")
-        app = load_app(options.app)
-        loop = _new_loop(options.loop)
-        try:
-            loop.run_until_complete(_serve(app, options))
-        finally:
-            loop.close()
-    except (UsageError, OSError, ValueError) as error:
+            raise UsageError("missing MODULE:ATTR (or SMISK_APP)")
+        status = serve(options.app, options)
+    except (UsageError, ImportFailed, OSError, ValueError) as error:
         print(f"smisk-serve: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 0
+    if status == 3:  # the application failed to start; its traceback is logged
+        print("smisk-serve: error: the application failed to start", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from smisk.protocol import (
     Data,
     DataEnd,
     FastCGIConnection,
+    RecordType,
     RemoteProtocolError,
     RequestAborted,
     RequestReceived,
@@ -24,6 +25,7 @@ from smisk.protocol import (
     Stdin,
     StdinEnd,
 )
+from smisk.protocol.records import encode_record
 from smisk.server.cycle import RequestCycle
 from smisk.server.streams import BodyStream, ClientGone
 
@@ -46,6 +48,10 @@ OUTPUT_LOW_WATER = 64 * 1024
 # reset the connection, which can destroy the response in flight. A peer that never closes its
 # side is cut off after this many seconds.
 LINGER_TIMEOUT = 5.0
+# Sent right after the last END_REQUEST on a keep-alive connection that closes next (draining):
+# nginx pools a connection only when END_REQUEST is the last thing it read, so this empty
+# management record makes it drop the connection instead of sending a request into our close.
+POOL_OPT_OUT = encode_record(RecordType.GET_VALUES_RESULT, 0)
 
 
 class FastCGIProtocol(asyncio.Protocol):
@@ -191,7 +197,8 @@ class FastCGIProtocol(asyncio.Protocol):
             self.connection.send_stdout(request_id, data)
         self.connection.end_request(request_id, app_status)
         self.last_activity = self._loop.time()  # idle time counts from the last request's end
-        self._flush()
+        draining = self.closing and not self.cycles and not self.connection.should_close
+        self._flush(POOL_OPT_OUT if draining else b"")
         self._close_if_done()
 
     def _close_if_done(self) -> None:
@@ -215,8 +222,8 @@ class FastCGIProtocol(asyncio.Protocol):
             transport.resume_reading()
         transport.write_eof()  # after the buffered output; the peer's EOF then closes us
 
-    def _flush(self) -> None:
-        data = self.connection.data_to_send()
+    def _flush(self, extra: bytes = b"") -> None:
+        data = self.connection.data_to_send() + extra
         if data and not self.is_closed:
             assert self.transport is not None
             self.transport.write(data)

@@ -61,6 +61,7 @@ class Server:
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._closing = False
+        self._lingering = False
         self._idle_sweeper: asyncio.TimerHandle | None = None
 
     @property
@@ -94,7 +95,9 @@ class Server:
             return
         self.connections.add(protocol)
         self._all_closed.clear()
-        if self._closing:
+        if self._closing and self._lingering:
+            protocol.closing = True  # accepted just before close: its request is on the way
+        elif self._closing:
             protocol.close()
 
     def connection_lost(self, protocol: FastCGIProtocol) -> None:
@@ -136,8 +139,15 @@ class Server:
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    async def close(self, timeout: float = DEFAULT_GRACEFUL_TIMEOUT) -> None:
-        """Stop accepting; let in-flight requests finish within ``timeout`` seconds; close."""
+    async def close(
+        self, timeout: float = DEFAULT_GRACEFUL_TIMEOUT, *, linger: float = 0.0
+    ) -> None:
+        """Stop accepting; let in-flight requests finish within ``timeout`` seconds; close.
+
+        With ``linger``, idle keep-alive connections stay open that long: a request the web
+        server already sent on one is served, and the connection closes after it; only those
+        still idle afterwards are closed (recycling and reloads without failed requests).
+        """
         self._closing = True
         if self._idle_sweeper is not None:
             self._idle_sweeper.cancel()
@@ -146,7 +156,12 @@ class Server:
         for listener in self.listeners:
             listener.close()
         for protocol in list(self.connections):
-            protocol.close()
+            if linger > 0 and not protocol.cycles:
+                protocol.closing = True  # closes after its next request ends
+            else:
+                protocol.close()
+        if linger > 0:
+            await self._linger(min(linger, timeout))
         try:
             await asyncio.wait_for(self._all_closed.wait(), timeout)
         except TimeoutError:
@@ -158,6 +173,16 @@ class Server:
         if self.tasks:
             await asyncio.wait(self.tasks)
         self._servers.clear()
+
+    async def _linger(self, linger: float) -> None:
+        self._lingering = True
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), linger)
+        except TimeoutError:
+            for protocol in list(self.connections):
+                protocol.close()
+        finally:
+            self._lingering = False
 
     async def __aenter__(self) -> Server:
         return self
