@@ -340,16 +340,14 @@ class Supervisor:
                 listener.close()
 
     def _wait(self) -> None:
-        fds = [self._wake_r] + [
-            w.status_fd for w in self.workers.values() if w.status_fd is not None
-        ]
-        readable, _, _ = select.select(fds, [], [], self._timeout())
+        by_fd = {w.status_fd: w for w in self.workers.values() if w.status_fd is not None}
+        readable, _, _ = select.select([self._wake_r, *by_fd], [], [], self._timeout())
         for fd in readable:
             if fd == self._wake_r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(fd, 512)
             else:
-                self._read_status(fd)
+                self._read_status(by_fd[fd])
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
@@ -426,9 +424,10 @@ class Supervisor:
             sys.stderr.flush()
             os._exit(code)
 
-    def _read_status(self, fd: int) -> None:
-        worker = next((w for w in self.workers.values() if w.status_fd == fd), None)
-        if worker is None:
+    def _read_status(self, worker: WorkerProcess) -> None:
+        """Read what the worker wrote; returns at EOF (the fd is then closed) or when empty."""
+        fd = worker.status_fd
+        if fd is None:
             return
         try:
             data = os.read(fd, 4096)
@@ -481,14 +480,12 @@ class Supervisor:
                 self._worker_exited(worker, status)
 
     def _drain_status(self, worker: WorkerProcess) -> None:
-        fd = worker.status_fd
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):
-            while worker.status_fd is not None:
-                self._read_status(fd)
-                if worker.status_fd is not None and not select.select([fd], [], [], 0)[0]:
-                    break
+        """Read the last lines of an exited worker (its ERROR message), then close the pipe."""
+        for _ in range(64):  # bounded: a pipe holds at most 64 KiB
+            fd = worker.status_fd
+            if fd is None or not select.select([fd], [], [], 0)[0]:
+                break
+            self._read_status(worker)
         if worker.status_fd is not None:
             os.close(worker.status_fd)
             worker.status_fd = None

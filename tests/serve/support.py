@@ -3,6 +3,7 @@ test waits for a line ("ready: ...") instead of sleeping; every process and pipe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -109,6 +110,7 @@ class ServeProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: nothing outlives the test
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -152,16 +154,23 @@ class ServeProcess:
         return code
 
     def close(self) -> None:
+        """SIGTERM, then wait; a process that does not stop in time fails the test (after its
+        whole process group is killed, so no worker outlives it)."""
+        stuck = False
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                stuck = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers only: workers exit with it
+        self.proc.wait(5)
         self._reader.join(5)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        if stuck:
+            raise AssertionError(f"the server did not stop on SIGTERM:\n{self.log}")
 
     def __enter__(self) -> ServeProcess:
         return self
