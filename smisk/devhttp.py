@@ -144,7 +144,9 @@ class _HTTPConnection:
         params = encode_params(self._params(request))
         writer.write(encode_stream(PARAMS, REQUEST_ID, params) + encode_record(PARAMS, REQUEST_ID))
         if self.http.they_are_waiting_for_100_continue:
-            self.writer.write(self.http.send(h11.InformationalResponse(status_code=100, headers=[])))
+            self.writer.write(
+                self.http.send(h11.InformationalResponse(status_code=100, headers=[]))
+            )
         body = asyncio.create_task(self._pump_body(writer))
         try:
             await _ResponseRelay(self, request.method).run(reader)
