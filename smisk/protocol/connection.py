@@ -83,6 +83,11 @@ class FastCGIConnection:
         """True once a request without FCGI_KEEP_CONN has ended and no other is active."""
         return self._closing and not self._requests
 
+    @property
+    def input_buffered(self) -> int:
+        """Bytes received that do not yet form a whole record."""
+        return self._reader.buffered
+
     def is_active(self, request_id: int) -> bool:
         """True while ``request_id`` has begun and not been ended."""
         return request_id in self._requests

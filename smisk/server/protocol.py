@@ -71,6 +71,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._inputs_open = 0  # requests whose input streams the peer has not finished
 
     # -- connection lifecycle ----------------------------------------------------------------
 
@@ -125,15 +126,20 @@ class FastCGIProtocol(asyncio.Protocol):
         if type(event) is Stdin:
             self._feed(self.cycles[event.request_id].body, event.data)
         elif type(event) is RequestReceived:
+            self._inputs_open += 1
             self._start(event)
         elif type(event) is StdinEnd:
-            self.cycles[event.request_id].body.feed_eof()
+            cycle = self.cycles[event.request_id]
+            cycle.body.feed_eof()
+            if cycle.data is None:
+                self._inputs_open -= 1
         elif type(event) is Data:
             self._feed(self.cycles[event.request_id].data, event.data)
         elif type(event) is DataEnd:
             stream = self.cycles[event.request_id].data
             assert stream is not None
             stream.feed_eof()
+            self._inputs_open -= 1
         elif type(event) is RequestAborted:
             self._abort_request(event.request_id)
         elif type(event) is RequestRefused:
@@ -155,6 +161,7 @@ class FastCGIProtocol(asyncio.Protocol):
         log.warning("refused request %d: %s", event.request_id, event.reason)
         cycle = self.cycles.get(event.request_id)
         if cycle is None:  # refused while reading params: no cycle exists yet
+            self._inputs_open += 1  # its input is discarded, never completed: linger at close
             cycle = RequestCycle(self, event.request_id, Role.RESPONDER, True, [])
             self.cycles[event.request_id] = cycle
         cycle.refuse(event.status, event.reason)
@@ -209,7 +216,10 @@ class FastCGIProtocol(asyncio.Protocol):
         if self._linger_timer is None and (
             self.connection.should_close or (self.closing and not self.cycles)
         ):
-            self._linger(self.transport)
+            if self._inputs_open or self.connection.input_buffered:
+                self._linger(self.transport)  # the peer may still be sending
+            else:
+                self.transport.close()  # everything the peer sent was read: no reset possible
 
     def _linger(self, transport: asyncio.Transport) -> None:
         """Half-close after the last response; close when the peer does (or at the timeout)."""
