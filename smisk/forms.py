@@ -312,19 +312,26 @@ class MultipartParser:
         """Parse the next chunk of the body (blocking writes for file parts)."""
         if self._state is _State.FAILED:
             raise FormError("multipart parser already failed")
-        self._received += len(chunk)
         try:
-            if 0 <= self._max_size < self._received:
+            allowed = self._max_size - self._received
+            self._received += len(chunk)
+            if 0 <= allowed < len(chunk):
+                # Parse what fits first: a malformed part before the limit is reported the
+                # same however the body was split into chunks.
+                self._parse(chunk[:allowed])
                 raise RequestEntityTooLarge(
                     f"multipart size limit exceeded: more than {self._max_size} bytes"
                 )
-            if self._state is _State.EPILOGUE:
-                return  # the epilogue carries no data (RFC 2046); discard it
-            self._buf += chunk
-            self._run()
+            self._parse(chunk)
         except BaseException:
             self._fail()
             raise
+
+    def _parse(self, chunk: bytes) -> None:
+        if self._state is _State.EPILOGUE:
+            return  # the epilogue carries no data (RFC 2046); discard it
+        self._buf += chunk
+        self._run()
 
     def close(self) -> None:
         """Finish parsing; ``FormError`` if the closing delimiter never came."""

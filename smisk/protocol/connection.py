@@ -104,7 +104,7 @@ class FastCGIConnection:
             raise self._broken
         events: list[Event] = []
         try:
-            for record_type, request_id, content in self._reader.feed(data):
+            for record_type, request_id, content in self._reader.feed_until_error(data):
                 if request_id == 0:
                     self._management_record(record_type, content)
                 elif record_type == RecordType.BEGIN_REQUEST:
@@ -114,6 +114,8 @@ class FastCGIConnection:
                     if request is not None:
                         self._request_record(request_id, request, record_type, content, events)
                     # Records for inactive ids are ignored (spec §3.3).
+            if self._reader.failed is not None:
+                raise self._reader.failed
         except RemoteProtocolError as error:
             self._broken = error
             raise

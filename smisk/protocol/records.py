@@ -76,11 +76,17 @@ def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
 class RecordReader:
     """Turns a byte stream into records; keeps an incomplete record buffered until it is whole."""
 
-    __slots__ = ("_buffer", "_needed")
+    __slots__ = ("_buffer", "_error", "_needed")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._needed = 0  # bytes the buffered partial record needs before it can be parsed
+        self._error: RemoteProtocolError | None = None
+
+    @property
+    def failed(self) -> RemoteProtocolError | None:
+        """The error ``feed_until_error`` found after the records it returned, if any."""
+        return self._error
 
     @property
     def buffered(self) -> int:
@@ -92,6 +98,17 @@ class RecordReader:
 
         Raises ``RemoteProtocolError`` on a header with a version other than 1.
         """
+        records = self.feed_until_error(data)
+        if self._error is not None:
+            raise self._error
+        return records
+
+    def feed_until_error(self, data: bytes) -> list[Record]:
+        """Like ``feed``, but return the whole records before a bad header and leave its error
+        in ``failed`` (raised by any later call): what a peer sent before breaking the
+        protocol is handled the same however its bytes were split."""
+        if self._error is not None:
+            raise self._error
         if self._buffer:
             self._buffer += data
             if len(self._buffer) < self._needed:
@@ -106,7 +123,8 @@ class RecordReader:
         while end - pos >= HEADER_SIZE:
             version, record_type, request_id, length, padding = unpack(buffer, pos)
             if version != VERSION:
-                raise RemoteProtocolError(f"unsupported FastCGI version {version}")
+                self._error = RemoteProtocolError(f"unsupported FastCGI version {version}")
+                break
             content_end = pos + HEADER_SIZE + length
             if content_end + padding > end:
                 needed = HEADER_SIZE + length + padding
