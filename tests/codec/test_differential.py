@@ -6,6 +6,7 @@ and (when one twin raises) the exception type and message. Cross round-trips mix
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -31,7 +32,8 @@ LONG_PERCENTISH = PERCENT_RUNS.map("".join)
 CHARSETS = st.sampled_from(["utf-8", "UTF8", "latin-1", "ascii", "cp1252", "utf-16", None, "bogus"])
 
 # More examples than the default: these tests are fast and the twins must never drift.
-thorough = settings(deadline=None, max_examples=300)
+# SMISK_CODEC_EXAMPLES lowers it where every call is slow (scripts/valgrind-codec).
+thorough = settings(deadline=None, max_examples=int(os.environ.get("SMISK_CODEC_EXAMPLES", "300")))
 
 
 def outcome(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, ...]:
