@@ -40,9 +40,11 @@ class RequestCycle:
     __slots__ = (
         "aborted",
         "body",
+        "body_size",
         "data",
         "ended",
         "keep_conn",
+        "last_input",
         "output_started",
         "params",
         "protocol",
@@ -69,6 +71,8 @@ class RequestCycle:
             BodyStream(protocol.input_consumed) if role is Role.FILTER else None
         )
         self.output_started = False
+        self.body_size = 0  # request body bytes received so far (max_body_size)
+        self.last_input = 0.0  # loop time of the last input (body_timeout); set by the protocol
         self.ended = False
         self.aborted = False
         self.task: asyncio.Task[None] | None = None
@@ -90,10 +94,15 @@ class RequestCycle:
         if self.aborted or self.protocol.is_closed:
             raise ClientGone("the client went away")
 
+    def _start_output(self, data: bytes) -> None:
+        if not self.output_started:
+            self.output_started = True
+            _check_header_block(data, self.protocol.server.server_limits.header_warn_size)
+
     async def write(self, data: bytes) -> None:
         """Send ``data`` as STDOUT; waits while the transport is paused."""
         self._check_writable()
-        self.output_started = True
+        self._start_output(data)
         if len(data) <= WRITE_SLICE:
             self.protocol.send_stdout(self.request_id, data)
             await self.protocol.drain()
@@ -107,7 +116,7 @@ class RequestCycle:
     def write_nowait(self, data: bytes) -> None:
         """Queue ``data`` as STDOUT without waiting for the transport (small writes only)."""
         self._check_writable()
-        self.output_started = True
+        self._start_output(data)
         self.protocol.send_stdout(self.request_id, data)
 
     async def write_stderr(self, data: bytes) -> None:
@@ -125,7 +134,7 @@ class RequestCycle:
         if self.data is not None:
             self.data.discard()
         if data:
-            self.output_started = True
+            self._start_output(data)
         self.protocol.end_request(self.request_id, data, app_status)
 
     # -- events from the connection ----------------------------------------------------------
@@ -159,9 +168,37 @@ class RequestCycle:
 
     def refuse(self, status: int, reason: str) -> None:
         """Answer with a short plain-text error page and end the request."""
-        body = f"{reason}\n".encode()
-        head = (
-            f"Status: {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+        self.end(error_page(status, reason))
+
+    def stop(self, status: int, reason: str) -> None:
+        """End the request now (with an error page if no output was sent yet) and stop its
+        handler: a limit or timeout hit while the handler runs."""
+        page = b"" if self.output_started else error_page(status, reason)
+        self.abort(ClientGone(reason))
+        self.end(page)
+
+
+def error_page(status: int, reason: str) -> bytes:
+    """A short plain-text error response (``reason`` is ours, never client text)."""
+    body = f"{reason}\n".encode()
+    retry = "Retry-After: 1\r\n" if status == 503 else ""
+    head = (
+        f"Status: {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n{retry}\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _check_header_block(data: bytes, limit: int) -> None:
+    """Log a response whose header block is larger than ``limit`` (nginx answers 502)."""
+    if len(data) <= limit:
+        return
+    end = data.find(b"\r\n\r\n", 0, limit + 4)
+    if end < 0:
+        size = data.find(b"\r\n\r\n")
+        log.warning(
+            "response header block of %s bytes exceeds %d (nginx's default "
+            "fastcgi_buffer_size): the web server may answer 502",
+            size if size >= 0 else f"more than {len(data)}",
+            limit,
         )
-        self.end(head.encode("latin-1") + body)

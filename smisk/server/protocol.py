@@ -30,6 +30,7 @@ from smisk.server.cycle import RequestCycle
 from smisk.server.streams import BodyStream, ClientGone
 
 if TYPE_CHECKING:
+    from smisk.limits import ServerLimits
     from smisk.server.runner import Server
 
 __all__ = ["FastCGIProtocol"]
@@ -71,6 +72,9 @@ class FastCGIProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._linger_timer: asyncio.TimerHandle | None = None
+        # Request ids seen waiting for the end of their params, with the sweep time that first
+        # saw them (params_timeout).
+        self._params_pending: dict[int, float] = {}
         self._inputs_open = 0  # requests whose input streams the peer has not finished
 
     # -- connection lifecycle ----------------------------------------------------------------
@@ -103,6 +107,35 @@ class FastCGIProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def check_timeouts(self, now: float, limits: ServerLimits) -> bool:
+        """Called by the server's periodic sweep: close the connection (True) when a request's
+        params or body stalled longer than ``limits`` allow; its requests get 408."""
+        reason = self._stalled(now, limits)
+        if reason is None:
+            return False
+        log.warning("closing connection: %s", reason)
+        for cycle in list(self.cycles.values()):
+            cycle.stop(408, "Request Timeout")
+        if self.transport is not None:
+            self.transport.close()
+        return True
+
+    def _stalled(self, now: float, limits: ServerLimits) -> str | None:
+        pending = self.connection.active_requests.difference(self.cycles)
+        for request_id in list(self._params_pending):
+            if request_id not in pending:
+                del self._params_pending[request_id]
+        for request_id in pending:
+            since = self._params_pending.setdefault(request_id, now)
+            if 0 < limits.params_timeout < now - since:
+                return f"request {request_id}: params incomplete after {limits.params_timeout} s"
+        if self._reading_paused or limits.body_timeout <= 0:
+            return None  # a slow handler, not a slow peer
+        for cycle in self.cycles.values():
+            if not cycle.body.eof_received and now - cycle.last_input > limits.body_timeout:
+                return f"request {cycle.request_id}: no body for {limits.body_timeout} s"
+        return None
+
     # -- input -------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -123,22 +156,29 @@ class FastCGIProtocol(asyncio.Protocol):
         self._close_if_done()
 
     def _dispatch(self, event: object) -> None:
+        # A request a limit ended earlier in the same read has no cycle: its input is dropped.
         if type(event) is Stdin:
-            self._feed(self.cycles[event.request_id].body, event.data)
+            cycle = self.cycles.get(event.request_id)
+            if cycle is not None:
+                self._stdin(cycle, event.data)
         elif type(event) is RequestReceived:
             self._inputs_open += 1
             self._start(event)
         elif type(event) is StdinEnd:
-            cycle = self.cycles[event.request_id]
-            cycle.body.feed_eof()
-            if cycle.data is None:
+            cycle = self.cycles.get(event.request_id)
+            if cycle is not None:
+                cycle.body.feed_eof()
+            if cycle is None or cycle.data is None:
                 self._inputs_open -= 1
         elif type(event) is Data:
-            self._feed(self.cycles[event.request_id].data, event.data)
+            cycle = self.cycles.get(event.request_id)
+            if cycle is not None:
+                self._feed(cycle.data, event.data)
         elif type(event) is DataEnd:
-            stream = self.cycles[event.request_id].data
-            assert stream is not None
-            stream.feed_eof()
+            cycle = self.cycles.get(event.request_id)
+            if cycle is not None:
+                assert cycle.data is not None
+                cycle.data.feed_eof()
             self._inputs_open -= 1
         elif type(event) is RequestAborted:
             self._abort_request(event.request_id)
@@ -147,8 +187,40 @@ class FastCGIProtocol(asyncio.Protocol):
 
     def _start(self, event: RequestReceived) -> None:
         cycle = RequestCycle(self, event.request_id, event.role, event.keep_conn, event.params)
+        cycle.last_input = self.last_activity
         self.cycles[event.request_id] = cycle
-        self.server.start_cycle(cycle)
+        self._params_pending.pop(event.request_id, None)
+        refusal = self._refusal_for(event.params)
+        if refusal is None:
+            self.server.start_cycle(cycle)
+            return
+        status, reason = refusal
+        log.warning("refused request %d: %s", event.request_id, reason)
+        self.server.stats.requests_refused += 1
+        cycle.refuse(status, reason)
+
+    def _refusal_for(self, params: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+        """A server-wide limit this request breaks before it starts, as (status, reason)."""
+        if not self.server.can_start_request():
+            return 503, "Service Unavailable: too many requests in flight"
+        limit = self.server.server_limits.max_body_size
+        for name, value in params:
+            if name == b"CONTENT_LENGTH" and value.strip().isdigit() and int(value) > limit:
+                return 413, "Request Entity Too Large"
+        return None
+
+    def _stdin(self, cycle: RequestCycle, data: bytes) -> None:
+        cycle.last_input = self.last_activity
+        cycle.body_size += len(data)
+        if cycle.body_size > self.server.server_limits.max_body_size and not cycle.ended:
+            log.warning(
+                "request %d: body over max_body_size (%d bytes); stopped",
+                cycle.request_id,
+                self.server.server_limits.max_body_size,
+            )
+            self.server.stats.requests_refused += 1
+            cycle.stop(413, "Request Entity Too Large")
+        self._feed(cycle.body, data)
 
     def _abort_request(self, request_id: int) -> None:
         cycle = self.cycles.get(request_id)

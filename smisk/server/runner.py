@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 from collections.abc import Iterable
 
+from smisk.limits import ServerLimits, is_allowed
 from smisk.protocol import Limits
 from smisk.server.cycle import Handler, RequestCycle
 from smisk.server.listener import Address, Listener
@@ -25,17 +28,33 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0  # Seconds in-flight requests get to finish on c
 DEFAULT_IDLE_TIMEOUT = (
     300.0  # Seconds an idle keep-alive connection is kept (nginx reuses its pool).
 )
+# The sweep over connections runs this often (a quarter of the shortest timeout, within these
+# bounds): timeouts fire at most that late, and thousands of connections cost one pass.
+SWEEP_MIN_INTERVAL = 0.05
+SWEEP_MAX_INTERVAL = 15.0
 
 
 class ServerStats:
     """Counters an operator reads from the status endpoint."""
 
-    __slots__ = ("accepted_connections", "requests_finished", "requests_started")
+    __slots__ = (
+        "accept_pauses",
+        "accepted_connections",
+        "refused_connections",
+        "requests_finished",
+        "requests_refused",
+        "requests_started",
+        "timeouts",
+    )
 
     def __init__(self) -> None:
         self.accepted_connections = 0
+        self.refused_connections = 0  # over max_connections or not in allow_from
+        self.accept_pauses = 0  # times accepting paused at max_connections
         self.requests_started = 0
         self.requests_finished = 0
+        self.requests_refused = 0  # over max_requests or max_body_size
+        self.timeouts = 0  # connections closed by params_timeout or body_timeout
 
 
 class Server:
@@ -48,9 +67,14 @@ class Server:
         limits: Limits | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        server_limits: ServerLimits | None = None,
     ) -> None:
         self.handler = handler
         self.limits = limits if limits is not None else Limits()
+        # Without an explicit value, FCGI_WEB_SERVER_ADDRS and SMISK_* variables apply.
+        self.server_limits = (
+            server_limits if server_limits is not None else ServerLimits.from_environ()
+        )
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.stats = ServerStats()
@@ -63,6 +87,8 @@ class Server:
         self._closing = False
         self._lingering = False
         self._idle_sweeper: asyncio.TimerHandle | None = None
+        self._accept_paused = False
+        self._resuming: asyncio.Task[None] | None = None
 
     @property
     def addresses(self) -> list[Address]:
@@ -71,40 +97,102 @@ class Server:
 
     async def start(self, listeners: Iterable[Listener]) -> None:
         """Start accepting connections on ``listeners`` (the server closes them on close)."""
+        self.listeners.extend(listeners)
+        await self._serve_listeners(list(listeners))
+        self._schedule_idle_sweep()
+
+    async def _serve_listeners(self, listeners: list[Listener]) -> None:
+        """Accept on a duplicate of each listening socket: closing the asyncio server (to pause
+        accepting) closes only the duplicate, and the kernel keeps queueing connections."""
         loop = asyncio.get_running_loop()
         for listener in listeners:
-            server = await loop.create_server(
-                lambda: FastCGIProtocol(self),
-                sock=listener.socket,
-                backlog=listener.backlog,
-                start_serving=True,
-            )
-            self.listeners.append(listener)
+            sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
+            try:
+                server = await loop.create_server(
+                    lambda: FastCGIProtocol(self), sock=sock, backlog=listener.backlog
+                )
+            except BaseException:
+                sock.close()
+                raise
             self._servers.append(server)
-        self._schedule_idle_sweep()
+
+    def _pause_accepting(self) -> None:
+        if self._accept_paused or self._closing:
+            return
+        self._accept_paused = True
+        self.stats.accept_pauses += 1
+        log.warning(
+            "max_connections (%d) reached: accepting paused until one closes",
+            self.max_connections,
+        )
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def _resume_accepting(self) -> None:
+        if not self._accept_paused or self._closing or self._resuming is not None:
+            return
+        self._accept_paused = False
+        log.info("accepting connections again (%d open)", len(self.connections))
+        self._resuming = asyncio.get_running_loop().create_task(self._resume())
+
+    async def _resume(self) -> None:
+        try:
+            await self._serve_listeners(self.listeners)
+        finally:
+            self._resuming = None
+        if self._closing:  # closed while resuming
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
 
     # -- bookkeeping called by connections ---------------------------------------------------
 
     def connection_made(self, protocol: FastCGIProtocol) -> None:
         """A connection was accepted."""
         self.stats.accepted_connections += 1
+        if not self._allowed(protocol):
+            return
         if len(self.connections) >= self.max_connections:
-            # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it.
+            # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it. One
+            # accepted in the same batch as the one that filled the table is dropped.
             log.warning("refusing a connection: %d already open", len(self.connections))
+            self.stats.refused_connections += 1
             protocol.abort()
             return
         self.connections.add(protocol)
+        if len(self.connections) >= self.max_connections:
+            self._pause_accepting()
         self._all_closed.clear()
         if self._closing and self._lingering:
             protocol.closing = True  # accepted just before close: its request is on the way
         elif self._closing:
             protocol.close()
 
+    def _allowed(self, protocol: FastCGIProtocol) -> bool:
+        allow_from = self.server_limits.allow_from
+        if not allow_from:
+            return True
+        assert protocol.transport is not None
+        peer = protocol.transport.get_extra_info("peername")
+        if is_allowed(peer, allow_from):
+            return True
+        log.warning("refusing a connection from %r: not in allow_from", peer or "a unix socket")
+        self.stats.refused_connections += 1
+        protocol.abort()
+        return False
+
     def connection_lost(self, protocol: FastCGIProtocol) -> None:
         """A connection closed."""
         self.connections.discard(protocol)
         if not self.connections:
             self._all_closed.set()
+        if self._accept_paused and len(self.connections) < self.max_connections:
+            self._resume_accepting()
+
+    def can_start_request(self) -> bool:
+        """False when ``max_requests`` requests are already in flight in this process."""
+        return len(self.tasks) < self.server_limits.max_requests
 
     def start_cycle(self, cycle: RequestCycle) -> None:
         """Run the handler for a received request as a task owned by the server."""
@@ -125,15 +213,25 @@ class Server:
 
     # -- idle connections --------------------------------------------------------------------
 
+    def _sweep_interval(self) -> float:
+        limits = self.server_limits
+        timeouts = [self.idle_timeout, limits.params_timeout, limits.body_timeout]
+        shortest = min((t for t in timeouts if t > 0), default=0.0)
+        return min(max(shortest / 4, SWEEP_MIN_INTERVAL), SWEEP_MAX_INTERVAL) if shortest else 0
+
     def _schedule_idle_sweep(self) -> None:
-        if self.idle_timeout > 0 and not self._closing:
+        interval = self._sweep_interval()
+        if interval > 0 and not self._closing:
             loop = asyncio.get_running_loop()
-            self._idle_sweeper = loop.call_later(self.idle_timeout / 2, self._sweep_idle)
+            self._idle_sweeper = loop.call_later(interval, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
-        deadline = asyncio.get_running_loop().time() - self.idle_timeout
+        now = asyncio.get_running_loop().time()
+        idle_deadline = now - self.idle_timeout if self.idle_timeout > 0 else float("-inf")
         for protocol in list(self.connections):
-            if not protocol.cycles and protocol.last_activity < deadline:
+            if protocol.check_timeouts(now, self.server_limits):
+                self.stats.timeouts += 1
+            elif not protocol.cycles and protocol.last_activity < idle_deadline:
                 protocol.close()
         self._schedule_idle_sweep()
 
@@ -151,6 +249,8 @@ class Server:
         self._closing = True
         if self._idle_sweeper is not None:
             self._idle_sweeper.cancel()
+        if self._resuming is not None:
+            await asyncio.wait([self._resuming])
         for server in self._servers:
             server.close()
         for listener in self.listeners:

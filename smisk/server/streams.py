@@ -37,6 +37,11 @@ class BodyStream:
         return self._eof and not self._chunks
 
     @property
+    def eof_received(self) -> bool:
+        """True once the end of the stream arrived (bytes may still wait to be read)."""
+        return self._eof
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet read."""
         return self._size

@@ -178,7 +178,7 @@ def test_client_helpers_parse_like_the_client(address: Address) -> None:
     assert [r[0] for r in parse_records(data)] == [STDOUT, STDOUT, END]
 
 
-def test_connections_beyond_max_connections_are_refused(
+def test_connections_beyond_max_connections_wait_until_one_closes(
     make_server: Callable[..., ServerThread],
 ) -> None:
     served = make_server(max_connections=2)
@@ -187,10 +187,16 @@ def test_connections_beyond_max_connections_are_refused(
         assert first.get_values([b"FCGI_MAX_CONNS"]) == [(b"FCGI_MAX_CONNS", b"2")]
         second.send(request_bytes(1, uri("/hold?key=max")))
         wait_until(lambda: "holding max" in handlers.EVENTS, what="request in flight")
-        with FastCGIClient(address) as third:
-            assert third.at_eof()  # over the limit the server reports: closed at once
+        # Over the limit the server reports, accepting pauses: the third waits in the
+        # listen backlog instead of being accepted and dropped.
+        third = FastCGIClient(address)
+        third.send(request_bytes(1, uri("/hello")))
+        assert served.server.stats.accept_pauses == 1
+        assert len(served.server.connections) == 2
         first.request(params=uri("/release?key=max"))
         assert second.read_response(1).split()[1] == b"released max"
-    wait_until(lambda: not served.server.connections, what="both closed")
+    with third:
+        assert third.read_response(1).split()[1] == b"Hello World!"
+    wait_until(lambda: not served.server.connections, what="all closed")
     with FastCGIClient(address) as again:
         assert again.request(params=uri("/hello")).split()[1] == b"Hello World!"
