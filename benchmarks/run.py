@@ -102,7 +102,13 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("hello-ka", "hello, keep-alive", "Hello", ("*",)),
-    Scenario("hello-close", "hello, no keep-alive", "Hello", ("*",), keepalive=False),
+    Scenario(
+        "hello-close",
+        "hello, no keep-alive",
+        "Hello",
+        ("c-libfcgi-*", *PEERS, "smisk-*-uvloop-*", "smisk-async-asyncio-1w"),
+        keepalive=False,
+    ),
     Scenario("large", "64 KiB response", "Large", PEERS + SMISK_MAIN),
     Scenario("echo", "1 MiB POST echo", "Echo", PEERS + SMISK_MAIN, script="post_echo.lua"),
     Scenario(
@@ -881,10 +887,16 @@ def _version(argv: list[str]) -> str:
     return "unknown"
 
 
-def machine() -> list[str]:
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def machine(load_at_start: str) -> list[str]:
     cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
     return [
         f"date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"load average (1, 5, 15 min) at start: {load_at_start}; at the end: {_load()} "
+        "(other work on the cores lowers every figure; compare ratios)",
         f"machine: {os.cpu_count()} CPUs ({cpu[1] if cpu else 'unknown CPU'}), "
         f"kernel {platform.release()}",
         f"nginx: {_version([_which('nginx') or 'nginx', '-v'])}; wrk: {_version(['wrk', '-v'])}",
@@ -894,7 +906,10 @@ def machine() -> list[str]:
 
 def report(rows: list[Row], options: argparse.Namespace) -> None:
     cells, goals = table_cells(rows), targets(rows)
-    about = [*machine(), f"command: python benchmarks/run.py {' '.join(options.argv)}".rstrip()]
+    about = [
+        *machine(options.load_at_start),
+        f"command: python benchmarks/run.py {' '.join(options.argv)}".rstrip(),
+    ]
     print("\n".join(about) + "\n")
     print(text_table(COLUMNS, cells) + "\n")
     print(text_table(TARGET_COLUMNS, goals))
@@ -917,6 +932,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
     options = parser.parse_args(argv)
     options.argv = argv
+    options.load_at_start = _load()
     return options
 
 
