@@ -139,8 +139,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="also serve HTTP/1.1 on ADDR through a built-in front end (development)",
     )
+    add(
+        "--allow-from",
+        action="append",
+        metavar="NET",
+        help="accept connections only from these IPv4/IPv6 addresses or CIDR networks "
+        "(repeatable or comma-separated; adds to FCGI_WEB_SERVER_ADDRS; unix peers are refused)",
+    )
+    add(
+        "--socket-mode",
+        type=_octal,
+        default=_env("SOCKET_MODE"),
+        metavar="MODE",
+        help="permissions of unix sockets from --bind, e.g. 660",
+    )
+    add(
+        "--socket-owner",
+        default=_env("SOCKET_OWNER"),
+        metavar="USER[:GROUP]",
+        help="owner of unix sockets from --bind",
+    )
     add("--version", action="store_true", help="print versions and exit")
     return parser  # fmt: skip
+
+
+def _octal(text: str) -> int:
+    return int(text, 8)
+
+
+_octal.__name__ = "octal mode"
+
+
+def _apply_allow_from(values: list[str] | None) -> None:
+    """Check ``--allow-from`` and hand it to every worker's server through SMISK_ALLOW_FROM."""
+    from smisk.limits import parse_allow_from
+
+    text = ",".join(values or [])
+    if text:
+        try:
+            parse_allow_from(text)
+        except ValueError as error:
+            raise UsageError(f"--allow-from: {error}") from None
+        os.environ["SMISK_ALLOW_FROM"] = text
 
 
 def _split(values: list[str] | None, env_name: str) -> tuple[str, ...]:
@@ -201,11 +241,13 @@ def _check_target(spec: str, target: Any) -> None:
     raise UsageError(f"{spec} is not an Application, an Application class or a factory of one")
 
 
-def _listeners(config: ServeConfig) -> tuple[list[Listener], list[Listener]]:
+def _listeners(
+    config: ServeConfig, mode: int | None = None, owner: str | None = None
+) -> tuple[list[Listener], list[Listener]]:
     listeners: list[Listener] = []
     try:
         for address in config.binds:
-            listeners.append(bind_listener(address, config.backlog))
+            listeners.append(bind_listener(address, config.backlog, mode=mode, owner=owner))
         http = [bind_listener(address, config.backlog) for address in config.http]
     except BaseException:
         for listener in listeners:
@@ -227,7 +269,8 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     config = config_from(options, target)
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
-    listeners, http = _listeners(config)
+    _apply_allow_from(options.allow_from)
+    listeners, http = _listeners(config, options.socket_mode, options.socket_owner)
     if config.supervised:
         supervisor = Supervisor(importer, target, config, listeners, http)
         status = supervisor.run()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import os
+import pwd
 import socket
 import stat
 from dataclasses import dataclass
@@ -109,14 +111,33 @@ def _inode(path: str) -> tuple[int, int] | None:
 
 
 def bind_listener(
-    address: str | Address, backlog: int = DEFAULT_BACKLOG, *, mode: int | None = None
+    address: str | Address,
+    backlog: int = DEFAULT_BACKLOG,
+    *,
+    mode: int | None = None,
+    owner: str | None = None,
 ) -> Listener:
-    """Create, bind and listen on ``address``; ``mode`` sets a unix socket file's permissions."""
+    """Create, bind and listen on ``address``. For a unix socket, ``mode`` sets the file's
+    permissions (e.g. ``0o660``) and ``owner`` its owner as ``USER``, ``USER:GROUP`` or
+    ``:GROUP`` (names or numbers; changing the user needs privileges), both before ``listen``
+    so no peer connects through looser settings."""
     parsed = parse_address(address) if isinstance(address, str) else address
     backlog = backlog if backlog > 0 else DEFAULT_BACKLOG
     if parsed.family == "unix":
-        return _bind_unix(parsed, backlog, mode)
+        return _bind_unix(parsed, backlog, mode, owner)
     return Listener(_bind_tcp(parsed, backlog), parsed, backlog=backlog)
+
+
+def parse_owner(owner: str) -> tuple[int, int]:
+    """``USER[:GROUP]`` or ``:GROUP`` as ``(uid, gid)``; -1 leaves one unchanged. Raises
+    ``ValueError`` for an unknown name."""
+    user, _, group = owner.partition(":")
+    try:
+        uid = -1 if not user else int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError as error:
+        raise ValueError(f"unknown user or group in {owner!r}: {error}") from None
+    return uid, gid
 
 
 def _bind_tcp(address: Address, backlog: int) -> socket.socket:
@@ -140,11 +161,16 @@ def _bind_tcp(address: Address, backlog: int) -> socket.socket:
     return sock
 
 
-def _bind_unix(address: Address, backlog: int, mode: int | None) -> Listener:
+def _bind_unix(
+    address: Address, backlog: int, mode: int | None, owner: str | None = None
+) -> Listener:
+    ids = parse_owner(owner) if owner else None
     _remove_stale_socket(address.path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(address.path)
+        if ids is not None:
+            os.chown(address.path, *ids)
         if mode is not None:
             os.chmod(address.path, mode)
         sock.listen(backlog)
