@@ -80,7 +80,7 @@ def _known_charset(name: str | None, default: str) -> str:
         return default
     try:
         codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name with NUL in it
         return default
     return name
 
@@ -182,7 +182,7 @@ def _decode_rfc2231(value: str) -> str | None:
     raw = urllib.parse.unquote_to_bytes(encoded)
     try:
         return raw.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
+    except (ValueError, LookupError):  # undecodable, unknown charset, NUL in its name
         return raw.decode("latin-1")
 
 

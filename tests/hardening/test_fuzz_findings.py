@@ -71,3 +71,33 @@ def test_multipart_exact_limit(size: int, tmp_path: os.PathLike[str]) -> None:
     tail = b"\r\n--b--\r\n"
     body = head + b"v" * (size - len(head) - len(tail)) + tail
     assert _multipart([body], tmp_path) == (200 if size == 74 else 413)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "form-data; name*=utf\x00-8''%C3%A5",
+        "form-data; name*=\x00''x; filename*=utf-8\x00''y",
+        "text/plain; charset=utf\x00-8",
+    ],
+)
+def test_nul_in_a_charset_name_is_not_a_crash(value: str) -> None:
+    """fuzz_multipart: a part header naming a charset with NUL in it (``name*=utf\\x00-8''...``)
+    made ``bytes.decode`` raise ValueError out of the parser (a 500 instead of a parsed form).
+    Now such a charset is unknown: the value is decoded as latin-1."""
+    from smisk.forms import parse_content_type
+
+    parse_content_type(value)  # never raises, as documented
+
+
+def test_multipart_part_with_nul_charset_parses(tmp_path: os.PathLike[str]) -> None:
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name*=utf\x00-8''%C3%A5\r\n"
+        b"Content-Type: text/plain; charset=utf\x00-8\r\n\r\nv\r\n--b--\r\n"
+    )
+    parser = MultipartParser(
+        b"b", max_size=-1, max_parts=-1, max_field_size=-1, spool_dir=str(tmp_path), charset="utf-8"
+    )
+    parser.feed(body)
+    parser.close()
+    assert parser.fields == {"\xc3\xa5": "v"}
