@@ -118,15 +118,46 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error", "critical"),
         type=str.lower,
     )
-    add("--access-log", default=_env("ACCESS_LOG"), metavar="FORMAT|json")
-    add("--status-path", default=_env("STATUS_PATH"), metavar="PATH")
+    add(
+        "--access-log",
+        default=_env("ACCESS_LOG"),
+        metavar="FORMAT|json",
+        help="log each request: combined, common, json or a {field} template",
+    )
+    add(
+        "--access-log-file",
+        default=_env("ACCESS_LOG_FILE"),
+        metavar="PATH",
+        help="where the access log goes (default: stderr); reopened on SIGUSR1",
+    )
+    add(
+        "--status-path",
+        default=_env("STATUS_PATH"),
+        metavar="PATH",
+        help="answer PATH with the status of all workers (JSON or OpenMetrics)",
+    )
     add(
         "--slow-request-timeout",
         type=_seconds,
         default=_env("SLOW_REQUEST_TIMEOUT", "0"),
         metavar="S",
+        help="log the stack of a handler running longer than S seconds (0: off)",
     )
-    add("--request-timeout", type=_seconds, default=_env("REQUEST_TIMEOUT", "0"), metavar="S")
+    add(
+        "--request-timeout",
+        type=_seconds,
+        default=_env("REQUEST_TIMEOUT", "0"),
+        metavar="S",
+        help="answer 504 after S seconds and stop the handler (0: off)",
+    )
+    add(
+        "--max-queue",
+        type=_positive_int,
+        default=_env("MAX_QUEUE"),
+        metavar="N",
+        help="requests waiting for a handler thread before new ones get 503 "
+        "(default: 2 per thread; 0: never)",
+    )
     add(
         "--reload",
         action="store_true",
@@ -209,6 +240,8 @@ def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
         status_path=options.status_path,
         slow_request_timeout=options.slow_request_timeout,
         request_timeout=options.request_timeout,
+        max_queue=options.max_queue,
+        access_log_file=options.access_log_file,
     )
 
 
@@ -267,6 +300,7 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     target = importer.load()
     _check_target(spec, target)
     config = config_from(options, target)
+    config.ops()  # a bad --access-log template or --status-path fails here, before binding
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
     _apply_allow_from(options.allow_from)

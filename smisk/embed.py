@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from smisk.application import Application
+from smisk.ops import CounterBlock, OpsConfig, wrap_handler
+from smisk.ops.handler import OpsHandler
 from smisk.server import Address, Listener, RequestCycle, Server, bind_listener
 from smisk.server.listener import DEFAULT_BACKLOG
 from smisk.serving import ApplicationHandler
@@ -82,6 +84,9 @@ class EmbeddedServer:
         max_requests: int = 0,
         on_retire: Callable[[], None] | None = None,
         handle_signals: bool = False,
+        ops: OpsConfig | None = None,
+        ops_block: CounterBlock | None = None,
+        ops_slot: int = 1,
     ) -> None:
         self.app = instantiate(app)
         self.graceful_timeout = graceful_timeout
@@ -94,6 +99,9 @@ class EmbeddedServer:
         self._backlog = backlog
         self._max_requests = max_requests
         self._on_retire = on_retire
+        self._ops_config = ops
+        self._ops_block, self._ops_slot = ops_block, ops_slot
+        self._ops: OpsHandler | None = None
         self._handler: ApplicationHandler | None = None
         self._server: Server | None = None
         self._front: Any = None  # smisk.devhttp.DevHTTPFrontEnd, imported only when used
@@ -115,6 +123,11 @@ class EmbeddedServer:
         return self._front.addresses if self._front is not None else []
 
     @property
+    def ops(self) -> OpsHandler | None:
+        """The operations handler (``ops=``), once started; None when nothing was asked."""
+        return self._ops
+
+    @property
     def server(self) -> Server:
         """The underlying ``smisk.server.Server`` (for its ``stats``)."""
         if self._server is None:
@@ -132,7 +145,17 @@ class EmbeddedServer:
         if not listeners and not http_listeners:
             raise ValueError("nothing to serve on: give bind=, listeners= or http=")
         self._handler = ApplicationHandler(self.app, self._threads)
-        self._server = Server(self._wrap(self._handler))
+        handler = wrap_handler(
+            self._wrap(self._handler),
+            self._ops_config,
+            pool_owner=self._handler,
+            block=self._ops_block,
+            slot=self._ops_slot,
+        )
+        self._server = Server(handler)
+        if isinstance(handler, OpsHandler):
+            self._ops = handler
+            handler.attach(self._server)
         self.app._stop = lambda: loop.call_soon_threadsafe(self.request_stop)
         self.app.application_will_start()
         await self._server.start(listeners)
@@ -175,6 +198,8 @@ class EmbeddedServer:
             await self._front.close()
         await self._server.close(timeout, linger=DRAIN_LINGER if timeout > 0 else 0.0)
         await self._release_threads(wait=timeout > 0)
+        if self._ops is not None:
+            await self._ops.aclose()
         self.app._stop = None
         self.app.application_did_stop()
 
@@ -243,6 +268,7 @@ def serve(app: Any, bind: str | Sequence[str] = (), **options: Any) -> EmbeddedS
 
     ``async with smisk.serve(app, bind="127.0.0.1:0") as server: ...`` — options are those of
     ``EmbeddedServer``: ``threads``, ``backlog``, ``graceful_timeout``, ``http`` (a development
-    HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default).
+    HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default), ``ops``
+    (an ``smisk.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding).
     """
     return EmbeddedServer(app, bind, **options)

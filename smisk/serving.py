@@ -26,7 +26,7 @@ from smisk.response import Response
 from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
 from smisk.server import inherited_listener as _inherited_listener
 
-__all__ = ["ApplicationHandler", "bind", "listening", "run_application", "unbind"]
+__all__ = ["ApplicationHandler", "bind", "listening", "run_application", "stop_cycle", "unbind"]
 
 log = logging.getLogger("smisk")
 
@@ -201,6 +201,14 @@ def _quietly(finish: Any) -> None:
         finish()
     except Exception:
         log.debug("session write-back after a disconnect failed", exc_info=True)
+
+
+def stop_cycle(cycle: RequestCycle, page: bytes, reason: str) -> None:
+    """End ``cycle`` now with ``page`` (or with nothing more, once output has begun) and stop
+    its handler: an async one is cancelled; a sync one's next stream call raises ClientGone, so
+    whatever it writes later is discarded and never reaches a newer request on the connection."""
+    cycle.abort(ClientGone(reason))
+    cycle.end(b"" if cycle.output_started else page)
 
 
 # -- the classic bind / unbind / listening -----------------------------------------------------

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from smisk.embed import EmbeddedServer
+from smisk.ops import CounterBlock, OpsConfig, reopen_logs
 from smisk.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
 from smisk.server import Listener
 from smisk.server.listener import DEFAULT_BACKLOG
@@ -50,6 +51,10 @@ STABLE_UPTIME = 5.0  # a worker that lived this long resets the backoff
 QUIT_GRACE = 2.0  # seconds workers get after SIGQUIT before SIGKILL
 KILL_MARGIN = 5.0  # seconds beyond --graceful-timeout before stuck workers get SIGKILL
 READY_TIMEOUT = 60.0  # a new generation that is not ready by then is abandoned
+# Counter slots per wanted worker (--status-path): a generation starting while the old one
+# drains, and workers recycled by --max-requests, each hold a slot until they exit.
+SLOTS_PER_WORKER = 4
+SPARE_SLOTS = 16  # for SIGTTIN
 SUPERVISOR_SIGNALS = (
     signal.SIGTERM,
     signal.SIGINT,
@@ -79,11 +84,24 @@ class ServeConfig:
     status_path: str | None = None
     slow_request_timeout: float = 0.0
     request_timeout: float = 0.0
+    max_queue: int | None = None
+    access_log_file: str | None = None
 
     @property
     def supervised(self) -> bool:
         """True when a supervisor is needed: several workers, recycling or reloading."""
         return self.workers > 1 or self.max_requests > 0 or self.reload
+
+    def ops(self) -> OpsConfig:
+        """The operations options (``smisk.ops``); raises ValueError for a bad one."""
+        return OpsConfig(
+            access_log=self.access_log,
+            access_log_file=self.access_log_file,
+            status_path=self.status_path,
+            slow_request_timeout=self.slow_request_timeout,
+            request_timeout=self.request_timeout,
+            max_queue=self.max_queue,
+        )
 
 
 class TargetSource(Protocol):
@@ -140,7 +158,8 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 def reopen_log_files() -> None:
-    """Reopen every logging file handler (after logrotate moved the files away)."""
+    """Reopen every logging file handler and access log (after logrotate moved the files)."""
+    reopen_logs()
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", ()):
@@ -174,13 +193,15 @@ def run_worker(
     http_listeners: Sequence[Listener],
     config: ServeConfig,
     status: StatusPipe,
+    counters: tuple[CounterBlock, int] | None = None,
 ) -> int:
     """Serve ``target`` on its own new loop until a signal, ``exit()`` or ``--max-requests``;
-    return the exit status (``EXIT_START_FAILED`` when the application could not start)."""
+    return the exit status (``EXIT_START_FAILED`` when the application could not start).
+    ``counters`` is the shared counter block and this worker's slot (``--status-path``)."""
     loop = new_loop(config.loop)
     try:
         return loop.run_until_complete(
-            _worker_main(target, listeners, http_listeners, config, status)
+            _worker_main(target, listeners, http_listeners, config, status, counters)
         )
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
@@ -193,7 +214,9 @@ async def _worker_main(
     http_listeners: Sequence[Listener],
     config: ServeConfig,
     status: StatusPipe,
+    counters: tuple[CounterBlock, int] | None = None,
 ) -> int:
+    block, slot = counters if counters is not None else (None, 1)
     try:
         embedded = EmbeddedServer(
             target,
@@ -203,6 +226,9 @@ async def _worker_main(
             graceful_timeout=config.graceful_timeout,
             max_requests=config.max_requests,
             on_retire=lambda: status.send("RETIRING"),
+            ops=config.ops(),
+            ops_block=block,
+            ops_slot=slot,
         )
         await embedded.start()
     except Exception as error:
@@ -255,12 +281,14 @@ class WorkerProcess:
         "pid",
         "ready",
         "retiring",
+        "slot",
         "started",
         "status_fd",
     )
 
-    def __init__(self, pid: int, generation: int, status_fd: int) -> None:
+    def __init__(self, pid: int, generation: int, status_fd: int, slot: int | None) -> None:
         self.pid = pid
+        self.slot = slot  # in the shared counter block (--status-path)
         self.generation = generation
         self.status_fd: int | None = status_fd
         self.buffer = b""
@@ -315,6 +343,12 @@ class Supervisor:
         self.next_spawn = 0.0
         self.kill_deadline: float | None = None
         self.watcher = ModuleWatcher(source.files()) if config.reload else None
+        # Shared before any fork: every worker answers the status path with all workers' counts.
+        self.counters = (
+            CounterBlock(self.size * SLOTS_PER_WORKER + SPARE_SLOTS, shared=True)
+            if config.status_path
+            else None
+        )
         self.next_poll = time.monotonic() + POLL_INTERVAL
         self._signals: list[int] = []
         self._previous: dict[int, Any] = {}
@@ -395,17 +429,20 @@ class Supervisor:
             self._spawn(self.target, self.generation)
 
     def _spawn(self, target: Any, generation: int) -> None:
+        slot = self.counters.claim() if self.counters is not None else None
         status_r, status_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(status_r)
-            self._become_worker(target, status_w)
+            self._become_worker(target, status_w, slot)
         os.close(status_w)
         os.set_blocking(status_r, False)
-        self.workers[pid] = WorkerProcess(pid, generation, status_r)
+        if slot is not None and self.counters is not None:
+            self.counters.assign(slot, pid)
+        self.workers[pid] = WorkerProcess(pid, generation, status_r, slot)
         log.debug("started worker %d (generation %d)", pid, generation)
 
-    def _become_worker(self, target: Any, status_fd: int) -> None:
+    def _become_worker(self, target: Any, status_fd: int, slot: int | None) -> None:
         code = 1
         try:
             self._restore_signals()
@@ -416,7 +453,8 @@ class Supervisor:
                     os.close(worker.status_fd)
             listeners = [Listener(lst.socket, lst.bound_address) for lst in self.listeners]
             http = [Listener(lst.socket, lst.bound_address) for lst in self.http_listeners]
-            code = run_worker(target, listeners, http, self.config, StatusPipe(status_fd))
+            counters = (self.counters, slot) if self.counters is not None and slot else None
+            code = run_worker(target, listeners, http, self.config, StatusPipe(status_fd), counters)
         except BaseException:
             log.exception("worker %d failed", os.getpid())
         finally:
@@ -476,6 +514,8 @@ class Supervisor:
                 return
             worker = self.workers.pop(pid, None)
             if worker is not None:
+                if worker.slot is not None and self.counters is not None:
+                    self.counters.release(worker.slot)  # its totals stay in the aggregate
                 self._drain_status(worker)
                 self._worker_exited(worker, status)
 
