@@ -156,6 +156,16 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def open_fds(pids: set[int]) -> dict[int, list[str]]:
+    """What each process has open (for the failure message)."""
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{pid}/fd")
+            found[pid] = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds]
+    return found
+
+
 def leftovers(tmpdir: Path) -> list[Path]:
     return sorted(tmpdir.glob("smisk-upload-*"))
 
@@ -187,10 +197,15 @@ def test_chaos(tmp_path: Path) -> None:
             run.stop.set()
             for thread in threads:
                 thread.join(30)
-            wait_until(lambda: len(children_of(serve.proc.pid)) == 2, what="workers back")
+            wait_until(
+                lambda: len(children_of(serve.proc.pid)) == 2, timeout=60, what="workers back"
+            )
             final = [one_request(nginx.port, "visit", {}) for _ in range(20)]
         survivors = children_of(serve.proc.pid)
-        wait_until(lambda: all(fd_count(pid) <= baseline for pid in survivors), what="worker fds")
+        try:
+            wait_until(lambda: all(fd_count(pid) <= baseline for pid in survivors), timeout=30)
+        except AssertionError:
+            raise AssertionError(f"worker fds over {baseline}: {open_fds(survivors)}") from None
         assert fd_count(serve.proc.pid) <= supervisor_fds
     report(run, tmpdir)
     assert all(ok for ok, _ in final), final
