@@ -156,13 +156,21 @@ class _Flight:
 
 
 class _ObservedCycle:
-    """The request cycle as the inner handler sees it: output is measured on its way out."""
+    """The request cycle as the inner handler sees it: output is measured on its way out, and
+    the request is counted and logged just before its END_REQUEST leaves (so a status query
+    sent after a response always counts it)."""
 
-    __slots__ = ("_cycle", "_flight")
+    __slots__ = ("_account", "_cycle", "_flight")
 
-    def __init__(self, cycle: RequestCycle, flight: _Flight) -> None:
+    def __init__(
+        self,
+        cycle: RequestCycle,
+        flight: _Flight,
+        account: Callable[[_Flight, float, bool], None],
+    ) -> None:
         self._cycle = cycle
         self._flight = flight
+        self._account = account
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cycle, name)
@@ -192,10 +200,11 @@ class _ObservedCycle:
         self._flight.output(data)
 
     def end(self, data: bytes = b"", app_status: int = 0) -> None:
-        cycle = self._cycle
-        if not cycle.ended:
-            self._flight.output(data)
-            self._flight.ended_at = time.monotonic()
+        cycle, flight = self._cycle, self._flight
+        if not cycle.ended and not flight.accounted:
+            flight.output(data)
+            flight.ended_at = time.monotonic()
+            self._account(flight, flight.ended_at, False)
         cycle.end(data, app_status)
 
 
@@ -326,7 +335,7 @@ class OpsHandler:
         _current.set(flight)  # this request task's own context: seen by ObservedPool.submit
         failed = False
         try:
-            await self.inner(cast("RequestCycle", _ObservedCycle(cycle, flight)))
+            await self.inner(cast("RequestCycle", _ObservedCycle(cycle, flight, self._account)))
         except BaseException:
             failed = True
             raise
@@ -463,10 +472,15 @@ class OpsHandler:
         flight.ended_at = now
         stop_cycle(cycle, TIMEOUT_PAGE, "request timeout")
         self._account(flight, now, False)
-        running = "its handler thread runs on until it returns" if flight.submitted else ""
+        if not flight.submitted:
+            fate = "its task was cancelled"
+        elif flight.thread_started:
+            fate = "its thread runs on until the handler returns; what it writes is dropped"
+        else:
+            fate = "it was still waiting for a thread and will not run"
         headline = (
             f"request timeout ({self.config.request_timeout:g} s): {_describe(cycle)} "
-            f"answered 504{'; ' + running if running else ''}"
+            f"answered 504; {fate}"
         )
         self._report(headline, stack)
 

@@ -72,8 +72,8 @@ def task_stack(
 
 def format_report(headline: str, stack: traceback.StackSummary | None) -> str:
     """The slow-log entry: the headline, then the stack (source lines are read here)."""
-    if stack is None:
-        return f"{headline} (no stack: the handler is not running)"
+    if stack is None:  # a request that never reached its handler
+        return headline
     lines = "".join(stack.format()).rstrip("\n")
     return f"{headline}\nStack (most recent call last):\n{lines}"
 
