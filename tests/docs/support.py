@@ -1,0 +1,152 @@
+"""Helpers for the documentation tests: recipe blocks read from docs/, smisk processes, HTTP.
+
+A recipe block in a Markdown page is the fenced code block right after a marker line
+``<!-- recipe: NAME -->``. Tests run that text, with only ports and paths substituted, against the
+real server binary; a recipe that is edited into something broken fails its test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.serve.support import ServeProcess, smisk_env
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+_MARKER = re.compile(r"<!-- recipe: ([\w.-]+) -->\s*\n(`{3,})[^\n]*\n(.*?)\n\2", re.DOTALL)
+
+
+def recipes(page: str) -> dict[str, str]:
+    """Every recipe block of ``docs/PAGE`` by name."""
+    text = (DOCS / page).read_text()
+    return {name: body + "\n" for name, _, body in _MARKER.findall(text)}
+
+
+def recipe(page: str, name: str) -> str:
+    """The recipe block ``name`` of ``docs/PAGE``."""
+    found = recipes(page)
+    assert name in found, f"no recipe {name!r} in docs/{page} (found {sorted(found)})"
+    return found[name]
+
+
+def substitute(text: str, replacements: dict[str, str]) -> str:
+    """Replace each key (a literal the recipe must contain) by its value."""
+    for old, new in replacements.items():
+        assert old in text, f"the recipe no longer contains {old!r}:\n{text}"
+        text = text.replace(old, new)
+    return text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def shared_dir(prefix: str) -> Path:
+    """A short directory every user can enter (web servers' workers run as www-data)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def http(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request; returns status, headers (lower-case names) and body (errors too)."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, _lower(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, _lower(error.headers), error.read()
+
+
+def _lower(headers: object) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}  # type: ignore[attr-defined]
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    """Wait until ``url`` answers at all (the server is up); fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}")
+        try:
+            http(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.02)
+
+
+def wait_socket(address: str | tuple[str, int], timeout: float = 20) -> None:
+    """Wait until something accepts connections on ``address``."""
+    deadline = time.monotonic() + timeout
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    while True:
+        with socket.socket(family) as sock:
+            try:
+                sock.connect(address)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.02)
+
+
+@contextmanager
+def smisk_serve(*args: str, cwd: Path = ROOT, **env: str) -> Iterator[ServeProcess]:
+    """``python -m smisk ARGS`` until its "ready:" log line; stopped with SIGTERM afterwards."""
+    with ServeProcess(list(args), cwd, env=smisk_env(**env)) as proc:
+        proc.wait_for("ready: ")
+        yield proc
+
+
+@contextmanager
+def server(
+    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A web server in the foreground; terminated (by its pid) and waited for afterwards."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env or smisk_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def smisk_serve_command() -> list[str]:
+    """How to run ``smisk-serve`` from this checkout with this interpreter."""
+    return [sys.executable, "-m", "smisk"]
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: this checkout importable, SMISK_* codec switches."""
+    env = smisk_env(**extra)
+    env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
+    return env
