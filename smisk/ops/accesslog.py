@@ -1,13 +1,16 @@
 """The access log and the writer thread that does every ops write for the event loop.
 
-Rules: the loop never formats or writes a log line; it puts an entry (a few references) on a
-queue. One daemon thread per worker takes entries in batches, formats them and writes each batch
-with one ``os.write`` on a file opened with O_APPEND, so lines of several workers sharing a file
-never interleave. ``reopen_logs()`` (SIGUSR1) reopens the files after logrotate moved them.
+Rules: the loop never formats or writes a log line; it appends an entry (a few references) to a
+list that is handed to the writer thread at most every ``FLUSH_DELAY`` seconds, so a busy
+worker does not wake the thread (and trade the GIL) once per request. The daemon thread formats
+each batch and writes it with one ``os.write`` on a file opened with O_APPEND, so lines of
+several workers sharing a file never interleave. ``reopen_logs()`` (SIGUSR1) reopens the files
+after logrotate moved them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -25,7 +28,8 @@ __all__ = ["FORMATS", "AccessEntry", "AccessFormat", "LogWriter", "reopen_logs"]
 log = logging.getLogger("smisk.ops")
 
 FORMATS = ("combined", "common", "json")
-BATCH = 1024  # entries formatted per write: bounds one write while keeping syscalls rare
+BATCH = 1024  # entries handed over (and written) at once: bounds one write, keeps syscalls rare
+FLUSH_DELAY = 0.1  # seconds an entry may wait on the loop before the thread gets it
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\xff]')  # escaped in quoted fields, as nginx does
 _WANTED = {
@@ -72,9 +76,10 @@ def entry_fields(entry: AccessEntry, pid: int) -> dict[str, Any]:
             fields[key] = value.decode("latin-1")
     if not fields["uri"]:
         fields["uri"] = "/"
+    iso, clf = _times(entry.started)
     fields.update(
-        time=_iso_time(entry.started),
-        time_local=_clf_time(entry.started),
+        time=iso,
+        time_local=clf,
         status=entry.status,
         body_bytes=entry.body_bytes,
         request_time=round(entry.total, 6),
@@ -85,18 +90,25 @@ def entry_fields(entry: AccessEntry, pid: int) -> dict[str, Any]:
     return fields
 
 
-def _clf_time(when: float) -> str:
-    local = time.localtime(when)
-    zone = time.strftime("%z", local)
-    month = _MONTHS[local.tm_mon - 1]
-    return f"{local.tm_mday:02d}/{month}/{local.tm_year}:{time.strftime('%H:%M:%S', local)} {zone}"
+_second_cache: list[Any] = [None, "", "", ""]  # second, ISO prefix, ISO zone, CLF time
 
 
-def _iso_time(when: float) -> str:
-    local = time.localtime(when)
-    millis = int(when % 1 * 1000)
-    zone = time.strftime("%z", local)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{millis:03d}{zone[:3]}:{zone[3:]}"
+def _times(when: float) -> tuple[str, str]:
+    """(ISO 8601 with milliseconds, CLF) local times; formatted once per second."""
+    second = int(when)
+    cache = _second_cache
+    if cache[0] != second:
+        local = time.localtime(second)
+        zone = time.strftime("%z", local)
+        month = _MONTHS[local.tm_mon - 1]
+        clock = time.strftime("%H:%M:%S", local)
+        cache[:] = [
+            second,
+            time.strftime("%Y-%m-%dT", local) + clock,
+            f"{zone[:3]}:{zone[3:]}",
+            f"{local.tm_mday:02d}/{month}/{local.tm_year}:{clock} {zone}",
+        ]
+    return f"{cache[1]}.{int(when % 1 * 1000):03d}{cache[2]}", cache[3]
 
 
 def _quoted(text: str) -> str:
@@ -158,6 +170,8 @@ class LogWriter:
         self.access = access
         self.path = None if path in (None, "-") else path
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending: list[object] = []  # on the loop, not yet handed to the thread
+        self._flusher: asyncio.TimerHandle | None = None
         self._fd = self._open()
         self._pid = os.getpid()
         self._failed = False
@@ -174,16 +188,41 @@ class LogWriter:
     # -- the loop's side (never blocks) ------------------------------------------------------
 
     def put(self, item: AccessEntry | Callable[[], None]) -> None:
-        """Queue an access entry or a callable to run in the writer thread."""
-        self._queue.put(item)
+        """Queue an access entry or a callable to run in the writer thread (from the loop;
+        without a running loop it goes to the thread at once)."""
+        pending = self._pending
+        pending.append(item)
+        if len(pending) >= BATCH:
+            self.flush()
+        elif self._flusher is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flusher = loop.call_later(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Hand what waits on the loop to the thread now."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._queue.put(batch)
 
     def reopen(self) -> None:
         """Reopen the file after the entries queued so far are written."""
+        self.flush()
         self._queue.put(_REOPEN)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued, then stop the thread (blocks: call it off the loop)."""
+        """Write what is queued, then stop the thread (blocks: call it off the loop, after
+        ``flush()`` on it)."""
         _writers.discard(self)
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._queue.put(batch)
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self.path is not None:
@@ -193,13 +232,8 @@ class LogWriter:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not self._handle(batch):
+            item = self._queue.get()
+            if not self._handle(item if isinstance(item, list) else [item]):
                 return
 
     def _handle(self, batch: list[object]) -> bool:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from smisk.ops.accesslog import AccessEntry, AccessFormat, LogWriter
 from smisk.ops.slowlog import emit, task_stack, thread_stack
@@ -292,6 +292,7 @@ class OpsHandler:
         path = config.status_path
         self.status_path = path.encode("latin-1") if path else None
         self._status_query = (path + "?").encode("latin-1") if path else b""
+        self._share = self.block.shared and path is not None
         self.writer = _writer_for(config)
         self.flights: set[_Flight] = set()
         self.interval = _check_interval(config)
@@ -335,7 +336,8 @@ class OpsHandler:
         _current.set(flight)  # this request task's own context: seen by ObservedPool.submit
         failed = False
         try:
-            await self.inner(cast("RequestCycle", _ObservedCycle(cycle, flight, self._account)))
+            observed: Any = _ObservedCycle(cycle, flight, self._account)  # a RequestCycle to it
+            await self.inner(observed)
         except BaseException:
             failed = True
             raise
@@ -356,7 +358,7 @@ class OpsHandler:
         self.slot[IN_FLIGHT] -= 1
         if not flight.accounted:
             self._account(flight, time.monotonic(), failed)
-        if self.status_path is not None:
+        if self._share:  # other workers read this slot: keep its connection counts fresh
             self._publish()
 
     def _account(self, flight: _Flight, now: float, failed: bool) -> None:
@@ -539,6 +541,7 @@ class OpsHandler:
             self._timer.cancel()
             self._timer = None
         if self.writer is not None:
+            self.writer.flush()
             await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
 
 
