@@ -191,9 +191,11 @@ class Response(_Sink):
 
     async def awrite(self, data: bytes | str) -> None:
         """Write ``data`` and wait while the client is slow (async handlers)."""
-        self.write(data)
+        self.write(data)  # a full buffer is handed to the transport here, without waiting
         if self._pending_size >= FLUSH_THRESHOLD:
             await self.aflush()
+        elif self._cycle is not None:
+            await self._cycle.protocol.drain()  # so wait while the transport is over its mark
 
     async def drain(self) -> None:
         """Send buffered output and wait until the transport accepts more (async handlers)."""

@@ -66,7 +66,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self.is_closed = False
         self.closing = False
         self.last_activity = 0.0
-        self._loop = asyncio.get_running_loop()
+        self.loop = self._loop = asyncio.get_running_loop()
         self._input_buffered = 0
         self._reading_paused = False
         self._writing_paused = False
@@ -272,9 +272,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self.cycles.pop(request_id, None)
         if self.is_closed or not self.connection.is_active(request_id):
             return
-        if data:
-            self.connection.send_stdout(request_id, data)
-        self.connection.end_request(request_id, app_status)
+        self.connection.end_request(request_id, app_status, data=data)
         self.last_activity = self._loop.time()  # idle time counts from the last request's end
         draining = self.closing and not self.cycles and not self.connection.should_close
         self._flush(POOL_OPT_OUT if draining else b"")

@@ -197,7 +197,7 @@ class Server:
     def start_cycle(self, cycle: RequestCycle) -> None:
         """Run the handler for a received request as a task owned by the server."""
         self.stats.requests_started += 1
-        task = asyncio.get_running_loop().create_task(cycle.run(self.handler))
+        task = cycle.protocol.loop.create_task(cycle.run(self.handler))
         cycle.task = task
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._cycle_done, cycle))
@@ -207,6 +207,7 @@ class Server:
         # A task cancelled before its first step (an abort in the same read as the request)
         # never ran ``RequestCycle.run``; the request must still get its END_REQUEST.
         cycle.end()
+        cycle.task = None  # the task's frame holds the cycle: without this, only the GC frees both
         self.stats.requests_finished += 1
         if not task.cancelled() and task.exception() is not None:
             log.error("request task failed", exc_info=task.exception())
