@@ -157,3 +157,15 @@ def test_a_bad_access_log_format_is_one_line(tmp_path: Path) -> None:
     result = run_cli([APP, "--bind", "unix:x.sock", "--access-log", "{nope}"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nope" in result.stderr
+
+
+def test_ops_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smisk.cli import build_parser, config_from
+
+    monkeypatch.setenv("SMISK_MAX_QUEUE", "7")
+    monkeypatch.setenv("SMISK_ACCESS_LOG_FILE", "/tmp/a.log")
+    monkeypatch.setenv("SMISK_ACCESS_LOG", "json")
+    ops = config_from(build_parser().parse_args(["m:App"])).ops()
+    assert (ops.max_queue, ops.access_log_file, ops.access_log) == (7, "/tmp/a.log", "json")
+    ops = config_from(build_parser().parse_args(["m:App", "--max-queue", "0"])).ops()
+    assert ops.max_queue == 0 and ops.queue_limit(32) == 0
