@@ -20,6 +20,7 @@ from tests.docs.support import (
     free_port,
     http,
     python_env,
+    recipe,
     server,
     smisk_serve,
     wait_http,
@@ -310,3 +311,11 @@ def test_embedded_example_serves_next_to_its_host_tasks() -> None:
         proc.wait(5)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_quickstart_app_runs_as_written(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(recipe("quickstart.md", "app.py"))
+    sock = str(tmp_path / "quick.sock")
+    with smisk_serve("app:App", "--bind", f"unix:{sock}", cwd=tmp_path):
+        headers, body = fcgi(sock, "/?name=smisk")
+    assert body == b"Hello smisk!\n" and headers["content-type"].startswith("text/plain")
