@@ -249,7 +249,7 @@ class EmbeddedServer:
         if wait:
             await asyncio.get_running_loop().run_in_executor(None, handler.close)
         else:
-            handler.executor.shutdown(wait=False, cancel_futures=True)
+            handler.executor.shutdown(wait=False, cancel_pending=True)
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

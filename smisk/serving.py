@@ -9,13 +9,11 @@ waits for them. Every request ends with its buffered output and END_REQUEST in o
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from smisk.application import Application
@@ -25,6 +23,7 @@ from smisk.request import Request
 from smisk.response import Response
 from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
 from smisk.server import inherited_listener as _inherited_listener
+from smisk.threads import HandlerThreads
 
 __all__ = ["ApplicationHandler", "bind", "listening", "run_application", "stop_cycle", "unbind"]
 
@@ -39,10 +38,9 @@ class ApplicationHandler:
     def __init__(self, app: Application, threads: int | None = None) -> None:
         self.app = app
         self.is_async = inspect.iscoroutinefunction(app.service)
-        self.executor: ThreadPoolExecutor | None = None
+        self.executor: HandlerThreads | None = None
         if not self.is_async:
-            count = threads or app.threads
-            self.executor = ThreadPoolExecutor(count, thread_name_prefix="smisk-service")
+            self.executor = HandlerThreads(threads or app.threads, "smisk-service")
         self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
 
     def close(self) -> None:
@@ -90,17 +88,10 @@ class ApplicationHandler:
     async def _serve_in_thread(
         self, loop: asyncio.AbstractEventLoop, request: Request, response: Response
     ) -> None:
-        context = contextvars.copy_context()
-        future = loop.run_in_executor(
-            self.executor, context.run, self._serve_sync, request, response
-        )
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The client went away: the thread's next stream call raises; let it finish so the
-            # upload files it may still be writing are removed only afterwards.
-            await asyncio.wait([future])
-            raise
+        # Cancelled (the client went away), this waits for the thread: its next stream call
+        # raises, and the upload files it may still be writing are removed only afterwards.
+        assert self.executor is not None
+        await self.executor.call(self._serve_sync, request, response)
 
     def _serve_sync(self, request: Request, response: Response) -> None:
         app = self.app

@@ -11,18 +11,17 @@ blocking, draining write at least every ``STREAM_WINDOW`` bytes (backpressure). 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smisk._frontend import merge_params, mount_prefix, split_path, url_scheme
 from smisk.channel import Channel
 from smisk.stream import Stream
+from smisk.threads import HandlerThreads
 
 if TYPE_CHECKING:
     from smisk.server import RequestCycle
@@ -347,7 +346,7 @@ class WSGIHandler:
         self.app = app
         self.script_name = script_name
         self.multiprocess = multiprocess
-        self.executor = ThreadPoolExecutor(threads or DEFAULT_THREADS, thread_name_prefix="wsgi")
+        self.executor = HandlerThreads(threads or DEFAULT_THREADS, "wsgi")
         self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
 
     def close(self) -> None:
@@ -363,14 +362,8 @@ class WSGIHandler:
     async def __call__(self, cycle: RequestCycle) -> None:
         loop = asyncio.get_running_loop()
         exchange = _Exchange(self, cycle, self._channel(loop))
-        context = contextvars.copy_context()
-        future = loop.run_in_executor(self.executor, context.run, exchange.run)
-        try:
-            final = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The client went away: the thread's next read or write raises; the iterable is
-            # closed there, so wait for it before the request is ended.
-            await asyncio.wait([future])
-            raise
+        # Cancelled (the client went away), this waits for the thread: its next read or write
+        # raises and the iterable is closed there before the request is ended.
+        final = await self.executor.call(exchange.run)
         if final is not None and cycle.is_active:
             cycle.end(final)

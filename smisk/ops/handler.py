@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from smisk.ops.accesslog import AccessEntry, AccessFormat, LogWriter
@@ -52,6 +51,7 @@ from smisk.ops.status import (
     snapshot,
 )
 from smisk.serving import stop_cycle
+from smisk.threads import HandlerThreads
 
 if TYPE_CHECKING:
     from smisk.ops import OpsConfig
@@ -208,41 +208,41 @@ class _ObservedCycle:
         cycle.end(data, app_status)
 
 
-class ObservedPool(ThreadPoolExecutor):
+class ObservedPool(HandlerThreads):
     """A handler thread pool that counts queued and busy threads into a counter slot and tells
     each request's flight when (and on which thread) its handler started."""
 
     def __init__(self, threads: int, prefix: str, slot: memoryview) -> None:
-        super().__init__(threads, thread_name_prefix=prefix)
+        super().__init__(threads, prefix)
         self.threads = threads
         self.queued = 0
         self.busy = 0
         self._slot = slot
-        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         slot[THREADS] = threads
 
     @classmethod
-    def replacing(cls, executor: ThreadPoolExecutor, slot: memoryview) -> ObservedPool:
-        """A pool of the same size and thread names (``executor`` must not have run anything)."""
-        pool = cls(executor._max_workers, executor._thread_name_prefix or "", slot)
-        executor.shutdown(wait=False)
-        return pool
+    def replacing(cls, pool: HandlerThreads, slot: memoryview) -> ObservedPool:
+        """A pool of the same size and thread names (``pool`` must not have run anything)."""
+        observed = cls(pool.max_threads, pool.name_prefix, slot)
+        pool.shutdown(wait=False)
+        return observed
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+    def run(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> Any:
         flight = _current.get()
         if flight is not None:
             flight.submitted = True
         slot = self._slot
-        with self._lock:
+        with self._count_lock:
             if self.busy + self.queued >= self.threads:
                 slot[THREADS_EXHAUSTED] += 1
             self.queued += 1
             slot[QUEUED] = self.queued
-        return super().submit(self._run, flight, fn, args, kwargs)
+        return super().run(loop, self._run, flight, fn, args)
 
-    def _run(self, flight: _Flight | None, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    def _run(self, flight: _Flight | None, fn: Callable[..., T], args: Any) -> T:
         slot = self._slot
-        with self._lock:
+        with self._count_lock:
             self.queued -= 1
             self.busy += 1
             slot[QUEUED], slot[THREADS_BUSY] = self.queued, self.busy
@@ -252,9 +252,9 @@ class ObservedPool(ThreadPoolExecutor):
                     return None  # type: ignore[return-value]  # "nothing to send" to both callers
                 flight.thread_ident = threading.get_ident()
                 flight.thread_started = time.monotonic()
-            return fn(*args, **kwargs)
+            return fn(*args)
         finally:
-            with self._lock:
+            with self._count_lock:
                 self.busy -= 1
                 slot[THREADS_BUSY] = self.busy
 
@@ -266,7 +266,7 @@ class OpsHandler:
     """Serves the status path, times requests, writes the access and slow logs, enforces
     ``request_timeout`` and sheds load, in front of ``inner`` (any interface's handler).
 
-    ``pool_owner`` is the object whose ``executor`` (a ThreadPoolExecutor not yet used) runs
+    ``pool_owner`` is the object whose ``executor`` (a HandlerThreads not yet used) runs
     sync handlers; it is replaced by an ``ObservedPool``. ``block``/``slot`` say where this
     worker's counters go (a private one-slot block by default).
     """
@@ -563,7 +563,7 @@ def _observe(owner: object, slot: memoryview) -> ObservedPool | None:
     executor = getattr(owner, "executor", None)
     if isinstance(executor, ObservedPool):
         return executor
-    if not isinstance(executor, ThreadPoolExecutor):
+    if not isinstance(executor, HandlerThreads):
         return None
     pool = ObservedPool.replacing(executor, slot)
     owner.executor = pool  # type: ignore[attr-defined]
