@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--loop", choices=("auto", "asyncio", "uvloop"), default=_env("LOOP", "auto"))
     add(
+        "--interface",
+        choices=("auto", "smisk", "wsgi", "asgi"),
+        default=_env("INTERFACE", "auto"),
+        help="what MODULE:ATTR is: a smisk Application, a WSGI or an ASGI app (auto: detect)",
+    )
+    add(
+        "--mount",
+        default=_env("MOUNT", ""),
+        help="WSGI SCRIPT_NAME / ASGI root_path when the front end does not split the path",
+    )
+    add(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error", "critical"),
@@ -242,7 +253,21 @@ def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
         request_timeout=options.request_timeout,
         max_queue=options.max_queue,
         access_log_file=options.access_log_file,
+        interface=interface_of(options.interface, target),
+        mount=options.mount,
     )
+
+
+def interface_of(requested: str, target: Any) -> str:
+    """The interface to serve ``target`` through (``--interface``; ``auto`` detects it)."""
+    if requested != "auto" or target is None:
+        return requested
+    from smisk.interfaces import detect_interface
+
+    try:
+        return detect_interface(target)
+    except TypeError as error:
+        raise UsageError(str(error)) from None
 
 
 def load_app(spec: str) -> Any:
@@ -298,8 +323,9 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     """Import the application, bind, and run it in one process or under a supervisor."""
     importer = AppImporter(spec)
     target = importer.load()
-    _check_target(spec, target)
     config = config_from(options, target)
+    if config.interface == "smisk":
+        _check_target(spec, target)
     config.ops()  # a bad --access-log template or --status-path fails here, before binding
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")

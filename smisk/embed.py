@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from smisk.application import Application
+from smisk.interfaces import detect_interface, make_handler, start_handler, stop_handler
 from smisk.ops import CounterBlock, OpsConfig, wrap_handler
 from smisk.ops.handler import OpsHandler
 from smisk.server import Address, Listener, RequestCycle, Server, bind_listener
@@ -87,8 +88,13 @@ class EmbeddedServer:
         ops: OpsConfig | None = None,
         ops_block: CounterBlock | None = None,
         ops_slot: int = 1,
+        interface: str = "smisk",
+        mount: str = "",
     ) -> None:
-        self.app = instantiate(app)
+        self.interface = detect_interface(app) if interface == "auto" else interface
+        # A WSGI/ASGI application is served as it is; a smisk one is instantiated here.
+        self.app: Any = instantiate(app) if self.interface == "smisk" else app
+        self._mount = mount
         self.graceful_timeout = graceful_timeout
         self.handle_signals = handle_signals
         self._binds = [bind] if isinstance(bind, str) else list(bind)
@@ -102,7 +108,7 @@ class EmbeddedServer:
         self._ops_config = ops
         self._ops_block, self._ops_slot = ops_block, ops_slot
         self._ops: OpsHandler | None = None
-        self._handler: ApplicationHandler | None = None
+        self._handler: Any = None  # ApplicationHandler, WSGIHandler or ASGIHandler
         self._server: Server | None = None
         self._front: Any = None  # smisk.devhttp.DevHTTPFrontEnd, imported only when used
         self._stopping: asyncio.Event | None = None
@@ -144,7 +150,7 @@ class EmbeddedServer:
         http_listeners = self._bind_all(self._http_binds, self._http_listeners)
         if not listeners and not http_listeners:
             raise ValueError("nothing to serve on: give bind=, listeners= or http=")
-        self._handler = ApplicationHandler(self.app, self._threads)
+        await self._start_handler()
         handler = wrap_handler(
             self._wrap(self._handler),
             self._ops_config,
@@ -156,8 +162,9 @@ class EmbeddedServer:
         if isinstance(handler, OpsHandler):
             self._ops = handler
             handler.attach(self._server)
-        self.app._stop = lambda: loop.call_soon_threadsafe(self.request_stop)
-        self.app.application_will_start()
+        if self.interface == "smisk":
+            self.app._stop = lambda: loop.call_soon_threadsafe(self.request_stop)
+            self.app.application_will_start()
         await self._server.start(listeners)
         if http_listeners:
             from smisk.devhttp import DevHTTPFrontEnd
@@ -197,11 +204,14 @@ class EmbeddedServer:
         if self._front is not None:
             await self._front.close()
         await self._server.close(timeout, linger=DRAIN_LINGER if timeout > 0 else 0.0)
+        if self.interface == "asgi":
+            await stop_handler(self._handler)  # lifespan shutdown
         await self._release_threads(wait=timeout > 0)
         if self._ops is not None:
             await self._ops.aclose()
-        self.app._stop = None
-        self.app.application_did_stop()
+        if self.interface == "smisk":
+            self.app._stop = None
+            self.app.application_did_stop()
 
     async def serve_forever(self) -> None:
         """Start if needed, wait for a stop request, then close."""
@@ -220,6 +230,16 @@ class EmbeddedServer:
 
     # -- internals ---------------------------------------------------------------------------
 
+    async def _start_handler(self) -> None:
+        """The interface's handler; an ASGI app's lifespan startup runs (and may refuse) here."""
+        if self.interface == "smisk":
+            self._handler = ApplicationHandler(self.app, self._threads)
+            return
+        self._handler = make_handler(
+            self.app, self.interface, threads=self._threads, mount=self._mount
+        )
+        await start_handler(self._handler)
+
     def _bind_all(self, binds: list[str], given: list[Listener]) -> list[Listener]:
         listeners = list(given)
         try:
@@ -231,7 +251,7 @@ class EmbeddedServer:
             raise
         return listeners
 
-    def _wrap(self, handler: ApplicationHandler) -> Any:
+    def _wrap(self, handler: Any) -> Any:
         if self._max_requests <= 0:
             return handler
         return _CountingHandler(handler, self._max_requests, self._retire)
@@ -244,7 +264,7 @@ class EmbeddedServer:
 
     async def _release_threads(self, wait: bool) -> None:
         handler = self._handler
-        if handler is None or handler.executor is None:
+        if handler is None or getattr(handler, "executor", None) is None:
             return
         if wait:
             await asyncio.get_running_loop().run_in_executor(None, handler.close)

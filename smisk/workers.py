@@ -87,6 +87,8 @@ class ServeConfig:
     request_timeout: float = 0.0
     max_queue: int | None = None
     access_log_file: str | None = None
+    interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.interfaces)
+    mount: str = ""  # WSGI SCRIPT_NAME / ASGI root_path prefix
 
     @property
     def supervised(self) -> bool:
@@ -230,6 +232,8 @@ async def _worker_main(
             ops=config.ops(),
             ops_block=block,
             ops_slot=slot,
+            interface=config.interface,
+            mount=config.mount,
         )
         await embedded.start()
     except Exception as error:
