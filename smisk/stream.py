@@ -69,9 +69,18 @@ class Stream:
         return self._pop(len(self._buffer)) if self._eof else None
 
     def _pop(self, n: int) -> bytes:
+        if n >= len(self._buffer):  # all of it: one copy, not a slice and a copy
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
+
+    def _with_rest(self, rest: bytes) -> bytes:
+        """What is buffered followed by ``rest`` (the remainder of the stream)."""
+        self._eof = True
+        return self._pop(len(self._buffer)) + rest if self._buffer else rest
 
     def _fed(self, chunk: bytes) -> None:
         if chunk:
@@ -97,6 +106,8 @@ class Stream:
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (to the end when omitted or negative); b"" at the end."""
+        if size < 0 and not self._eof:  # the rest in one hand-off, joined once
+            return self._with_rest(self._channel.block(self._source_stream().read_all))
         while (data := self._take(size)) is None:
             self._fill()
         return data
@@ -140,6 +151,8 @@ class Stream:
 
     async def aread(self, size: int = -1) -> bytes:
         """Awaitable ``read``."""
+        if size < 0 and not self._eof:  # the rest, joined once
+            return self._with_rest(await self._source_stream().read_all())
         while (data := self._take(size)) is None:
             await self._afill()
         return data

@@ -22,7 +22,7 @@ from smisk.protocol.events import (
     Stdin,
     StdinEnd,
 )
-from smisk.protocol.records import RecordReader, encode_record, encode_stream
+from smisk.protocol.records import RecordReader, encode_record, stream_parts
 from smisk.protocol.state import TRANSITIONS, Action, State
 
 __all__ = ["FastCGIConnection"]
@@ -64,7 +64,7 @@ class FastCGIConnection:
         self.limits = limits if limits is not None else Limits()
         self._reader = RecordReader()
         self._requests: dict[int, _Request] = {}
-        self._outgoing: list[bytes] = []
+        self._outgoing: list[bytes | memoryview] = []
         self._closing = False
         self._broken: RemoteProtocolError | None = None
         multiplex = self.limits.multiplex
@@ -236,14 +236,14 @@ class FastCGIConnection:
         """Queue ``data`` as STDOUT of an active request (split into records as needed)."""
         self._active(request_id)
         if data:
-            self._outgoing.append(encode_stream(RecordType.STDOUT, request_id, data))
+            self._outgoing += stream_parts(RecordType.STDOUT, request_id, data)
 
     def send_stderr(self, request_id: int, data: bytes) -> None:
         """Queue ``data`` as STDERR of an active request."""
         request = self._active(request_id)
         if data:
             request.stderr_sent = True
-            self._outgoing.append(encode_stream(RecordType.STDERR, request_id, data))
+            self._outgoing += stream_parts(RecordType.STDERR, request_id, data)
 
     def end_request(
         self,
@@ -256,7 +256,7 @@ class FastCGIConnection:
         becomes inactive."""
         request = self._active(request_id)
         if data:
-            self._outgoing.append(encode_stream(RecordType.STDOUT, request_id, data))
+            self._outgoing += stream_parts(RecordType.STDOUT, request_id, data)
         self._outgoing.append(
             _end_of_request(request_id, app_status, protocol_status, request.stderr_sent)
         )
@@ -272,9 +272,14 @@ class FastCGIConnection:
         out = self._outgoing
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
+        data = out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
         out.clear()
         return data
+
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """Return (and forget) the queued output as buffers to write in order, uncopied."""
+        out, self._outgoing = self._outgoing, []
+        return out
 
 
 def _end_record(request_id: int, app_status: int, protocol_status: int) -> bytes:

@@ -53,24 +53,36 @@ def encode_record(record_type: int, request_id: int, content: bytes = b"") -> by
     return header + content + _PADDING[:padding]
 
 
-def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
-    """Frame ``data`` of any size as records of at most 65535 bytes each (no terminator)."""
+# Payloads from this size on are framed without copying them: the header and padding go
+# around a memoryview of the data, for a scatter-gather write (writelines / writev).
+ZERO_COPY_THRESHOLD = 32 * 1024
+_STEP = MAX_CONTENT_LENGTH - MAX_CONTENT_LENGTH % PADDING_ALIGNMENT  # 65528: aligned, no padding
+
+
+def stream_parts(record_type: int, request_id: int, data: bytes) -> list[bytes | memoryview]:
+    """Frame ``data`` of any size as records of at most 65535 bytes (no terminator), as a list
+    of buffers to write in order; large payloads are not copied."""
     if not data:
-        return b""  # an empty record would end the stream
-    if len(data) <= MAX_CONTENT_LENGTH:
-        return encode_record(record_type, request_id, data)
+        return []  # an empty record would end the stream
+    if len(data) < ZERO_COPY_THRESHOLD:
+        return [encode_record(record_type, request_id, data)]
     view = memoryview(data)
-    # Chunks of 65528 bytes keep every record 8-byte aligned without padding.
-    step = MAX_CONTENT_LENGTH - MAX_CONTENT_LENGTH % PADDING_ALIGNMENT
     parts: list[bytes | memoryview] = []
-    for start in range(0, len(data), step):
-        chunk = view[start : start + step]
+    for start in range(0, len(data), _STEP):
+        chunk = view[start : start + _STEP]
         padding = _padding_for(len(chunk))
         parts.append(_HEADER.pack(VERSION, record_type, request_id, len(chunk), padding))
         parts.append(chunk)
         if padding:
             parts.append(_PADDING[:padding])
-    return b"".join(parts)
+    return parts
+
+
+def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
+    """Frame ``data`` of any size as records of at most 65535 bytes each (no terminator)."""
+    if len(data) <= MAX_CONTENT_LENGTH:
+        return encode_record(record_type, request_id, data) if data else b""
+    return b"".join(stream_parts(record_type, request_id, data))
 
 
 class RecordReader:

@@ -25,7 +25,7 @@ from smisk.protocol import (
     Stdin,
     StdinEnd,
 )
-from smisk.protocol.records import encode_record
+from smisk.protocol.records import ZERO_COPY_THRESHOLD, encode_record
 from smisk.server.cycle import RequestCycle
 from smisk.server.streams import BodyStream, ClientGone
 
@@ -303,10 +303,18 @@ class FastCGIProtocol(asyncio.Protocol):
         transport.write_eof()  # after the buffered output; the peer's EOF then closes us
 
     def _flush(self, extra: bytes = b"") -> None:
-        data = self.connection.data_to_send() + extra
-        if data and not self.is_closed:
-            assert self.transport is not None
-            self.transport.write(data)
+        buffers = self.connection.buffers_to_send()
+        if extra:
+            buffers.append(extra)
+        if not buffers or self.is_closed:
+            return
+        assert self.transport is not None
+        if len(buffers) == 1:
+            self.transport.write(buffers[0])
+        elif len(buffers) == 2 and len(buffers[0]) < ZERO_COPY_THRESHOLD:
+            self.transport.write(b"".join(buffers))  # small: one short copy, one write
+        else:
+            self.transport.writelines(buffers)  # scatter-gather: large payloads are not copied
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""
