@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Response"]
 
-FLUSH_THRESHOLD = 64 * 1024  # buffered output above this is sent on (one STDOUT record's worth)
+# Buffered output above this is sent on; a response up to this size leaves a handler thread in
+# one hand-off, at the end.
+FLUSH_THRESHOLD = 256 * 1024
 
 # Front ends that serve a file named in a response header, matched on SERVER_SOFTWARE in order.
 SENDFILE_HEADERS = (
