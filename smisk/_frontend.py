@@ -8,7 +8,6 @@ SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI when the front end did no
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 __all__ = ["PathSplit", "merge_params", "mount_prefix", "request_path", "split_path", "url_scheme"]
@@ -19,19 +18,21 @@ _ABSOLUTE_FORMS = (b"http://", b"https://")
 _TRUE_HTTPS = (b"on", b"1", b"yes")
 
 
-def merge_params(params: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+def merge_params(params: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """The params as a dict: duplicate ``HTTP_*`` values joined, ``HTTP_PROXY`` dropped.
 
     Cookies are joined with ``"; "`` (RFC 6265 §5.4), every other header with ``", "``
     (RFC 9110 §5.3); a duplicate of any other param replaces the earlier value.
     """
-    env: dict[bytes, bytes] = {}
-    for name, value in params:
-        if name in env and name.startswith(b"HTTP_"):
-            separator = b"; " if name == b"HTTP_COOKIE" else b", "
-            env[name] = env[name] + separator + value
-        else:
-            env[name] = value
+    env = dict(params)
+    if len(env) != len(params):  # duplicates (nginx before 1.23): merge them in order
+        env = {}
+        for name, value in params:
+            if name in env and name.startswith(b"HTTP_"):
+                separator = b"; " if name == b"HTTP_COOKIE" else b", "
+                env[name] = env[name] + separator + value
+            else:
+                env[name] = value
     env.pop(b"HTTP_PROXY", None)
     return env
 

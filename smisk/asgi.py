@@ -59,11 +59,24 @@ class LifespanFailure(RuntimeError):
 # -- the scope ----------------------------------------------------------------------------------
 
 
+_HEADER_NAMES: dict[bytes, bytes] = {}  # HTTP_USER_AGENT -> user-agent, for names seen before
+_HEADER_NAMES_MAX = 512  # bounds the cache a client inventing header names could fill
+
+
+def _header_name(param: bytes) -> bytes:
+    name = _HEADER_NAMES.get(param)
+    if name is None:
+        name = param[5:].replace(b"_", b"-").lower()
+        if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+            _HEADER_NAMES[param] = name
+    return name
+
+
 def _headers(env: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
     headers = [
-        (name[5:].replace(b"_", b"-").lower(), value)
+        (_header_name(name), value)
         for name, value in env.items()
-        if name.startswith(b"HTTP_") and name not in _SKIPPED_HEADERS
+        if name[:5] == b"HTTP_" and name not in _SKIPPED_HEADERS
     ]
     for name, header in (
         (b"CONTENT_TYPE", b"content-type"),
@@ -114,13 +127,13 @@ def build_scope(params: list[tuple[bytes, bytes]], root_path: str = "") -> dict[
     }
 
 
+_STATUS_LINES = {int(s): f"Status: {int(s)} {s.phrase}\r\n".encode("latin-1") for s in HTTPStatus}
+
+
 def _head_bytes(message: Message) -> bytes:
     status = int(message["status"])
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [f"Status: {status} {reason}\r\n".encode("latin-1")]
+    line = _STATUS_LINES.get(status) or f"Status: {status} Unknown\r\n".encode("latin-1")
+    lines = [line]
     for name, value in message.get("headers", ()):
         name, value = bytes(name), bytes(value)
         if b"\r" in value or b"\n" in value or b":" in name or not name.strip():
@@ -143,12 +156,36 @@ class _HTTPExchange:
         self.complete = False
         self.body_done = False
         self.disconnected = False
-        self.finished = asyncio.Event()  # response complete or client gone: receive() returns
+        self._finished: asyncio.Event | None = None  # made when receive() has to wait on it
+        self._grace: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set once the response is complete or the client is gone: receive() returns then."""
+        if self._finished is None:
+            self._finished = asyncio.Event()
+            if self.complete or self.disconnected:
+                self._finished.set()
+        return self._finished
 
     def disconnect(self) -> None:
         """The client went away: receive() returns http.disconnect from now on."""
         self.disconnected = True
-        self.finished.set()
+        if self._finished is not None:
+            self._finished.set()
+
+    def aborted(self) -> None:
+        """The request was aborted or its connection closed: tell the application, and cancel
+        it if it has not returned within ``DISCONNECT_GRACE`` seconds."""
+        self.disconnect()
+        task = self.cycle.task
+        if task is not None and not task.done():
+            self._grace = task.get_loop().call_later(DISCONNECT_GRACE, task.cancel)
+
+    def settled(self) -> None:
+        """The application returned: no cancellation is pending for it any more."""
+        if self._grace is not None:
+            self._grace.cancel()
 
     async def receive(self) -> Message:
         if not self.body_done and not self.disconnected:
@@ -182,7 +219,8 @@ class _HTTPExchange:
                 await self.cycle.write(body)
             return
         self.complete = True
-        self.finished.set()
+        if self._finished is not None:
+            self._finished.set()
         if len(body) > END_INLINE_LIMIT:
             await self.cycle.write(body)
             body = b""
@@ -313,13 +351,8 @@ class ASGIHandler:
         if self._lifespan.supported:
             scope["state"] = dict(self.state)
         exchange = _HTTPExchange(cycle)
-        task = asyncio.get_running_loop().create_task(exchange.run(self.app, scope))
+        cycle.on_abort = exchange.aborted  # http.disconnect first, cancellation after a grace
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            exchange.disconnect()
-            done, _ = await asyncio.wait([task], timeout=DISCONNECT_GRACE)
-            if not done:
-                task.cancel()
-                await asyncio.wait([task])
-            raise
+            await exchange.run(self.app, scope)
+        finally:
+            exchange.settled()

@@ -70,7 +70,7 @@ def build_environ(params: Iterable[tuple[bytes, bytes]], script_name: str = "") 
     rebuilt from REQUEST_URI (see ``smisk._frontend.split_path``), empty CONTENT_TYPE and
     CONTENT_LENGTH are left out, and so are the ``HTTP_CONTENT_*`` duplicates of those two.
     """
-    env = merge_params(params)
+    env = merge_params(list(params))
     script, path_info, _raw = split_path(env, mount_prefix(script_name))
     environ = {
         name.decode("latin-1"): value.decode("latin-1")

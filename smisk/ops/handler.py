@@ -176,6 +176,14 @@ class _ObservedCycle:
         return getattr(self._cycle, name)
 
     @property
+    def on_abort(self) -> Callable[[], None] | None:
+        return self._cycle.on_abort
+
+    @on_abort.setter
+    def on_abort(self, callback: Callable[[], None] | None) -> None:
+        self._cycle.on_abort = callback
+
+    @property
     def params(self) -> list[tuple[bytes, bytes]]:
         return self._cycle.params
 

@@ -45,6 +45,7 @@ class RequestCycle:
         "ended",
         "keep_conn",
         "last_input",
+        "on_abort",
         "output_started",
         "params",
         "protocol",
@@ -76,6 +77,9 @@ class RequestCycle:
         self.ended = False
         self.aborted = False
         self.task: asyncio.Task[None] | None = None
+        # Called instead of cancelling the task on abort/disconnect, for handlers that tell
+        # their application first (ASGI's http.disconnect) and cancel later themselves.
+        self.on_abort: Callable[[], None] | None = None
 
     @property
     def is_active(self) -> bool:
@@ -147,7 +151,9 @@ class RequestCycle:
         self.body.fail(error)
         if self.data is not None:
             self.data.fail(error)
-        if self.task is not None and not self.task.done():
+        if self.on_abort is not None:
+            self.on_abort()
+        elif self.task is not None and not self.task.done():
             self.task.cancel()
 
     async def run(self, handler: Handler) -> None:
