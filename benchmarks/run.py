@@ -80,6 +80,11 @@ SERVERS = (
     Server(REFERENCE, "fcgisgi-asgi"),
     Server("fcgisgi-wsgi", "fcgisgi-wsgi"),
     *(_smisk(h, lp, w) for w in (1, 2) for h in ("Async", "Sync") for lp in ("uvloop", "asyncio")),
+    *(
+        Server(f"smisk-{kind}-{w}w", f"smisk-{kind}", loop="uvloop", workers=w)
+        for kind in ("wsgi", "asgi")
+        for w in (1, 2)
+    ),
 )
 PEERS = (f"c-libfcgi-{POOL}t", "flup", REFERENCE, "fcgisgi-wsgi")
 SMISK_MAIN = ("smisk-async-uvloop-1w", "smisk-sync-uvloop-1w", "smisk-async-uvloop-2w")
@@ -357,6 +362,11 @@ def server_argv(bench: Bench, server: Server, scenario: Scenario) -> list[str]:
         return [python, f"{peers}/wsgi_app.py", "fcgisgi", path]
     if server.kind == "fcgisgi-asgi":
         return [python, f"{peers}/asgi_app.py", path]
+    if server.kind in ("smisk-wsgi", "smisk-asgi"):  # the peers' own apps, served by smisk
+        module = "peers.wsgi_app:app" if server.kind == "smisk-wsgi" else "peers.asgi_app:app"
+        interface = server.kind.removeprefix("smisk-")
+        argv = [python, "-m", "smisk", module, "--interface", interface, "--bind", f"unix:{path}"]
+        return [*argv, "--workers", str(server.workers)] if server.workers > 1 else argv
     argv = [
         python,
         "-m",
@@ -866,6 +876,8 @@ def targets(rows: list[Row]) -> list[list[str]]:
         _speed_target(rows, "hello-ka", "smisk-async-*", c_pool, 0.75),
         _speed_target(rows, "hello-ka", "smisk-sync-*", "fcgisgi-wsgi", 1.5),
         _speed_target(rows, "hello-ka", "smisk-sync-*", "flup", 2.0),
+        _speed_target(rows, "hello-ka", "smisk-wsgi-*", "flup", 1.5),
+        _speed_target(rows, "hello-ka", "smisk-asgi-*", REFERENCE, 1.2),
         _speed_target(rows, "hello-close", "smisk-*", "c-libfcgi-1t", 0.8),
         _speed_target(rows, "hello-close", "smisk-*", c_pool, 0.8),
         _speed_target(rows, "large", "smisk-*", REFERENCE, 1.2),

@@ -203,10 +203,12 @@ class FastCGIProtocol(asyncio.Protocol):
         """A server-wide limit this request breaks before it starts, as (status, reason)."""
         if not self.server.can_start_request():
             return 503, "Service Unavailable: too many requests in flight"
-        limit = self.server.server_limits.max_body_size
         for name, value in params:
-            if name == b"CONTENT_LENGTH" and value.strip().isdigit() and int(value) > limit:
-                return 413, "Request Entity Too Large"
+            if name == b"CONTENT_LENGTH":  # front ends send it early: the scan stops there
+                length = value.strip()
+                if length.isdigit() and int(length) > self.server.server_limits.max_body_size:
+                    return 413, "Request Entity Too Large"
+                return None
         return None
 
     def _stdin(self, cycle: RequestCycle, data: bytes) -> None:
