@@ -266,8 +266,8 @@ def interface_of(requested: str, target: Any) -> str:
 
     try:
         return detect_interface(target)
-    except TypeError as error:
-        raise UsageError(str(error)) from None
+    except TypeError:
+        return "smisk"  # e.g. a factory of an Application: the smisk path checks it
 
 
 def load_app(spec: str) -> Any:

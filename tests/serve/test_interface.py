@@ -73,4 +73,4 @@ def test_an_object_of_no_interface_is_one_clear_line(app_dir: Path) -> None:
     result = run_cli(["ifaces:not_an_app", "--bind", f"unix:{app_dir / 'n.sock'}"], app_dir)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
-    assert "not callable" in result.stderr
+    assert "not an Application" in result.stderr
