@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,22 +12,6 @@ from tests.support import handlers
 from tests.support.serving import ServerThread
 
 MakeServer = Callable[..., ServerThread]
-
-
-@pytest.fixture(autouse=True)
-def _clean_handler_events() -> Iterator[None]:
-    handlers.EVENTS.clear()
-    yield
-    handlers.EVENTS.clear()
-    handlers.reset_gates()
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short directory for unix sockets (tmp_path can exceed the 108-byte sun_path limit)."""
-    path = Path(tempfile.mkdtemp(prefix="smisk-h-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

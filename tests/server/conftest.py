@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,22 +14,6 @@ from tests.support.serving import ServerThread
 
 Address = str | tuple[str, int]
 Connect = Callable[..., FastCGIClient]
-
-
-@pytest.fixture(autouse=True)
-def _clean_handler_events() -> Iterator[None]:
-    handlers.EVENTS.clear()
-    yield
-    handlers.EVENTS.clear()
-    handlers.reset_gates()
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short directory for unix sockets (tmp_path can exceed the 108-byte sun_path limit)."""
-    path = Path(tempfile.mkdtemp(prefix="smisk-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def bind_address(kind: str, sockdir: Path) -> str:

@@ -1,0 +1,3 @@
+"""Fixtures every suite may use (``tests/support/fixtures.py``)."""
+
+pytest_plugins = ["tests.support.fixtures"]
