@@ -132,15 +132,13 @@ _STATUS_LINES = {int(s): f"Status: {int(s)} {s.phrase}\r\n".encode("latin-1") fo
 
 def _head_bytes(message: Message) -> bytes:
     status = int(message["status"])
-    line = _STATUS_LINES.get(status) or f"Status: {status} Unknown\r\n".encode("latin-1")
-    lines = [line]
+    parts = [_STATUS_LINES.get(status) or f"Status: {status} Unknown\r\n".encode("latin-1")]
     for name, value in message.get("headers", ()):
-        name, value = bytes(name), bytes(value)
         if b"\r" in value or b"\n" in value or b":" in name or not name.strip():
-            raise ValueError(f"invalid response header {name!r}: {value!r}")
-        lines.append(b"%s: %s\r\n" % (name, value))
-    lines.append(b"\r\n")
-    return b"".join(lines)
+            raise ValueError(f"invalid response header {bytes(name)!r}: {bytes(value)!r}")
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 # -- one request --------------------------------------------------------------------------------
