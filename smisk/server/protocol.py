@@ -66,7 +66,7 @@ class FastCGIProtocol(asyncio.Protocol):
         self.is_closed = False
         self.closing = False
         self.last_activity = 0.0
-        self.loop = self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._input_buffered = 0
         self._reading_paused = False
         self._writing_paused = False
@@ -83,7 +83,7 @@ class FastCGIProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport's interface without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER)
-        self.last_activity = self._loop.time()
+        self.last_activity = self.loop.time()
         self.server.connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -139,7 +139,7 @@ class FastCGIProtocol(asyncio.Protocol):
     # -- input -------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self._loop.time()
+        self.last_activity = self.loop.time()
         if self._linger_timer is not None:
             return  # the last response is sent; what the peer still sends is not wanted
         try:
@@ -275,7 +275,7 @@ class FastCGIProtocol(asyncio.Protocol):
         if self.is_closed or not self.connection.is_active(request_id):
             return
         self.connection.end_request(request_id, app_status, data=data)
-        self.last_activity = self._loop.time()  # idle time counts from the last request's end
+        self.last_activity = self.loop.time()  # idle time counts from the last request's end
         draining = self.closing and not self.cycles and not self.connection.should_close
         self._flush(POOL_OPT_OUT if draining else b"")
         self._close_if_done()
@@ -298,7 +298,7 @@ class FastCGIProtocol(asyncio.Protocol):
         if not transport.can_write_eof():
             transport.close()
             return
-        self._linger_timer = self._loop.call_later(LINGER_TIMEOUT, transport.close)
+        self._linger_timer = self.loop.call_later(LINGER_TIMEOUT, transport.close)
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
@@ -324,7 +324,7 @@ class FastCGIProtocol(asyncio.Protocol):
             raise ClientGone("the connection closed")
         if not self._writing_paused:
             return
-        waiter = self._loop.create_future()
+        waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
         await waiter
 
