@@ -155,6 +155,7 @@ class Row:
     rss: float | None = None  # MiB, peak during the load (sum over the server's processes)
     growth: float | None = None  # MiB, the highest peak minus the idle RSS
     idle_rss: float | None = None  # MiB, after start and one check request
+    cpu: float | None = None  # µs of server CPU (user + system, all processes) per request
     errors: int = 0
     note: str = ""
 
@@ -235,6 +236,16 @@ def process_tree(pid: int) -> list[int]:
         found.append(current)
         todo.extend(tree.get(current, ()))
     return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants."""
+    ticks = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_rss(pid: int) -> int:
@@ -468,6 +479,8 @@ class Sample:
     p99: float | None = None
     rss: int = 0
     errors: int = 0
+    requests: int = 0
+    cpu: float | None = None  # µs of server CPU per request
 
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -484,11 +497,13 @@ def parse_wrk(output: str) -> Sample:
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non_2xx[1]) if non_2xx else 0
+    requests = re.search(r"^\s*(\d+) requests in", output, re.M)
     return Sample(
         float(rps[1]) if rps else None,
         _latency(output, "50"),
         _latency(output, "99"),
         errors=errors,
+        requests=int(requests[1]) if requests else 0,
     )
 
 
@@ -510,6 +525,7 @@ def run_wrk(bench: Bench, server: Server, scenario: Scenario, pid: int, seconds:
     ]
     if scenario.script:
         argv += ["-s", str(HERE / "lua" / scenario.script)]
+    cpu_before = tree_cpu(pid)
     with RssSampler(pid) as sampler:
         done = subprocess.run(
             [*argv, url(bench, server, scenario)],
@@ -517,10 +533,13 @@ def run_wrk(bench: Bench, server: Server, scenario: Scenario, pid: int, seconds:
             text=True,
             timeout=seconds + 60,
         )
+    cpu_used = tree_cpu(pid) - cpu_before
     sample = parse_wrk(done.stdout)
     if sample.rps is None:
         raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
     sample.rss = sampler.peak
+    if sample.requests:
+        sample.cpu = cpu_used / sample.requests * 1e6
     return sample
 
 
@@ -702,6 +721,7 @@ def summarize(row: Row, samples: list[Sample], idle: int) -> None:
     row.rps = median([s.rps for s in samples])
     row.p50, row.p99 = median([s.p50 for s in samples]), median([s.p99 for s in samples])
     row.rss = median([s.rss / MIB for s in samples])
+    row.cpu = median([s.cpu for s in samples])
     row.idle_rss = idle / MIB
     row.growth = max(s.rss for s in samples) / MIB - row.idle_rss
     row.errors = sum(s.errors for s in samples)
@@ -767,6 +787,7 @@ COLUMNS = (
     "p99 ms",
     "RSS MiB",
     "RSS growth MiB",
+    "CPU µs/req",
     "errors",
     "req/s ratio",
     "p50 ratio",
@@ -798,6 +819,7 @@ def row_cells(row: Row, reference: Row | None) -> list[str]:
         row.scenario.label,
         *figures,
         _fmt(row.growth),
+        _fmt(row.cpu, 0),
         str(row.errors),
         *ratios,
         _ratio(row.rss, ref.rss),

@@ -86,13 +86,19 @@ def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
 
 
 class RecordReader:
-    """Turns a byte stream into records; keeps an incomplete record buffered until it is whole."""
+    """Turns a byte stream into records; keeps an incomplete record buffered until it is whole.
 
-    __slots__ = ("_buffer", "_error", "_needed")
+    Whole records are sliced straight out of each chunk fed; only the bytes of a record split
+    over several chunks are gathered (as a list of pieces, joined once it is complete), so a
+    large chunk is never copied as a whole and a trickling peer costs O(1) per chunk.
+    """
+
+    __slots__ = ("_error", "_needed", "_pending", "_pending_size")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._needed = 0  # bytes the buffered partial record needs before it can be parsed
+        self._pending: list[bytes] = []  # the pieces of an incomplete record, in order
+        self._pending_size = 0
+        self._needed = HEADER_SIZE  # bytes the incomplete record needs to be parsed
         self._error: RemoteProtocolError | None = None
 
     @property
@@ -103,7 +109,7 @@ class RecordReader:
     @property
     def buffered(self) -> int:
         """Number of bytes held that do not yet form a whole record."""
-        return len(self._buffer)
+        return self._pending_size
 
     def feed(self, data: bytes) -> list[Record]:
         """Add ``data``; return every record now complete, in order.
@@ -121,31 +127,55 @@ class RecordReader:
         protocol is handled the same however its bytes were split."""
         if self._error is not None:
             raise self._error
-        if self._buffer:
-            self._buffer += data
-            if len(self._buffer) < self._needed:
-                return []  # a trickling peer costs O(1) per chunk, not a re-parse
-            buffer = bytes(self._buffer)
-        else:
-            buffer = data
         records: list[Record] = []
-        pos, end = 0, len(buffer)
+        pos = self._complete_pending(data, records) if self._pending_size else 0
+        if pos < 0 or self._error is not None:
+            return records  # data went into the pending record, or its header was bad
+        end = len(data)
         unpack = _HEADER.unpack_from
-        needed = HEADER_SIZE
         while end - pos >= HEADER_SIZE:
-            version, record_type, request_id, length, padding = unpack(buffer, pos)
+            version, record_type, request_id, length, padding = unpack(data, pos)
             if version != VERSION:
                 self._error = RemoteProtocolError(f"unsupported FastCGI version {version}")
-                break
+                return records
             content_end = pos + HEADER_SIZE + length
             if content_end + padding > end:
-                needed = HEADER_SIZE + length + padding
+                self._needed = HEADER_SIZE + length + padding
                 break
-            records.append((record_type, request_id, buffer[pos + HEADER_SIZE : content_end]))
+            records.append((record_type, request_id, data[pos + HEADER_SIZE : content_end]))
             pos = content_end + padding
-        self._buffer = bytearray(buffer[pos:]) if pos < end else bytearray()
-        self._needed = needed
+        if pos < end:
+            self._pending.append(data[pos:])
+            self._pending_size = end - pos
         return records
+
+    def _complete_pending(self, data: bytes, records: list[Record]) -> int:
+        """Top up the incomplete record from ``data``; append it to ``records`` once whole.
+
+        Returns the offset in ``data`` after the record, or -1 when ``data`` ran out first.
+        """
+        pos = 0
+        while True:
+            take = min(self._needed - self._pending_size, len(data) - pos)
+            if take:
+                self._pending.append(data[pos : pos + take])
+                self._pending_size += take
+                pos += take
+            if self._pending_size < self._needed:
+                return -1
+            record = b"".join(self._pending)
+            version, record_type, request_id, length, padding = _HEADER.unpack_from(record)
+            if version != VERSION:
+                self._error = RemoteProtocolError(f"unsupported FastCGI version {version}")
+                return -1
+            self._needed = HEADER_SIZE + length + padding
+            if len(record) == self._needed:
+                records.append(
+                    (record_type, request_id, record[HEADER_SIZE : HEADER_SIZE + length])
+                )
+                self._pending, self._pending_size, self._needed = [], 0, HEADER_SIZE
+                return pos
+            self._pending = [record]  # the header is whole: now wait for the content
 
 
 def is_known_type(record_type: int) -> bool:
