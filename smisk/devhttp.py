@@ -233,7 +233,8 @@ class _ResponseRelay:
             data = await reader.read(READ_SIZE)
             if not data:
                 raise BadGateway("the application closed the connection")
-            for record_type, _, content in records.feed(data):
+            for record_type, _, piece in records.feed(data):
+                content = bytes(piece)  # replies are STDOUT/STDERR: already bytes, not copied
                 if record_type == STDOUT and content:
                     await self._stdout(content)
                 elif record_type == STDERR and content:

@@ -22,7 +22,7 @@ from smisk.protocol.events import (
     Stdin,
     StdinEnd,
 )
-from smisk.protocol.records import RecordReader, encode_record, stream_parts
+from smisk.protocol.records import Content, RecordReader, encode_record, stream_parts
 from smisk.protocol.state import TRANSITIONS, Action, State
 
 __all__ = ["FastCGIConnection"]
@@ -52,7 +52,7 @@ class _Request:
         self.keep_conn = keep_conn
         self.state = State.PARAMS
         self.table = TRANSITIONS[role]
-        self.params: list[bytes] = []
+        self.params: list[Content] = []
         self.params_size = 0
         self.stderr_sent = False
 
@@ -106,9 +106,9 @@ class FastCGIConnection:
         try:
             for record_type, request_id, content in self._reader.feed_until_error(data):
                 if request_id == 0:
-                    self._management_record(record_type, content)
+                    self._management_record(record_type, bytes(content))
                 elif record_type == RecordType.BEGIN_REQUEST:
-                    self._begin_request(request_id, content)
+                    self._begin_request(request_id, bytes(content))
                 else:
                     request = self._requests.get(request_id)
                     if request is not None:
@@ -161,7 +161,7 @@ class FastCGIConnection:
         request_id: int,
         request: _Request,
         record_type: int,
-        content: bytes,
+        content: Content,
         events: list[Event],
     ) -> None:
         transition = request.table.get((request.state, record_type))  # type: ignore[arg-type]
@@ -193,7 +193,7 @@ class FastCGIConnection:
         self,
         request_id: int,
         request: _Request,
-        content: bytes,
+        content: Content,
         state_after_end: State,
         events: list[Event],
     ) -> None:

@@ -1,10 +1,15 @@
-"""Events the sans-IO connection hands to the layer above. Rules: frozen, slotted, bytes only."""
+"""Events the sans-IO connection hands to the layer above.
+
+Rules: frozen, slotted, bytes-like only: body chunks (``Stdin.data``, ``Data.data``) are bytes
+or, for large ones, read-only memoryviews of the bytes received (``records.ZERO_COPY_CONTENT``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from smisk.protocol.constants import Role
+from smisk.protocol.records import Content
 
 __all__ = [
     "Data",
@@ -33,7 +38,7 @@ class Stdin:
     """A non-empty chunk of the request body."""
 
     request_id: int
-    data: bytes
+    data: Content
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,7 @@ class Data:
     """A non-empty chunk of the FILTER role's second input stream (the file to filter)."""
 
     request_id: int
-    data: bytes
+    data: Content
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Record framing: header codec, an incremental reader and a writer.
 
-Rules: bytes in, bytes out; no I/O. The reader accepts input split anywhere and many records per
-chunk; the writer splits payloads over 65535 bytes into several records, padded to 8 bytes.
+Rules: bytes in, bytes-like out; no I/O. The reader accepts input split anywhere and many
+records per chunk; the writer splits payloads over 65535 bytes into several records, padded to
+8 bytes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ __all__ = [
 _HEADER = struct.Struct(">BBHHBx")
 _PADDING = bytes(PADDING_ALIGNMENT)
 
-Record = tuple[int, int, bytes]  # (record type, request id, content)
+Content = bytes | memoryview  # a record's content: large stream content is a read-only view
+Record = tuple[int, int, Content]  # (record type, request id, content)
+
+# Stream content (STDIN, DATA) from this size on is handed out as a memoryview of the chunk it
+# arrived in instead of a copy, when such content makes up at least half of that chunk: a view
+# keeps its whole chunk alive, so a chunk mostly made of other records is copied out instead.
+ZERO_COPY_CONTENT = 4 * 1024
+_VIEW_TYPES = frozenset((RecordType.STDIN, RecordType.DATA))
 
 
 def pack_header(record_type: int, request_id: int, content_length: int, padding: int) -> bytes:
@@ -88,9 +96,10 @@ def encode_stream(record_type: int, request_id: int, data: bytes) -> bytes:
 class RecordReader:
     """Turns a byte stream into records; keeps an incomplete record buffered until it is whole.
 
-    Whole records are sliced straight out of each chunk fed; only the bytes of a record split
-    over several chunks are gathered (as a list of pieces, joined once it is complete), so a
-    large chunk is never copied as a whole and a trickling peer costs O(1) per chunk.
+    Whole records are sliced straight out of each chunk fed, large stream content as a view (see
+    ``ZERO_COPY_CONTENT``); only the bytes of a record split over several chunks are gathered (as
+    a list of pieces, joined once it is complete), so a large chunk is never copied as a whole
+    and a trickling peer costs O(1) per chunk.
     """
 
     __slots__ = ("_error", "_needed", "_pending", "_pending_size")
@@ -133,18 +142,26 @@ class RecordReader:
             return records  # data went into the pending record, or its header was bad
         end = len(data)
         unpack = _HEADER.unpack_from
+        view = memoryview(data) if type(data) is bytes and end >= ZERO_COPY_CONTENT else None
+        viewed = 0  # bytes of content handed out as views of ``data``
         while end - pos >= HEADER_SIZE:
             version, record_type, request_id, length, padding = unpack(data, pos)
             if version != VERSION:
                 self._error = RemoteProtocolError(f"unsupported FastCGI version {version}")
-                return records
+                break
             content_end = pos + HEADER_SIZE + length
             if content_end + padding > end:
                 self._needed = HEADER_SIZE + length + padding
                 break
-            records.append((record_type, request_id, data[pos + HEADER_SIZE : content_end]))
+            if view is not None and length >= ZERO_COPY_CONTENT and record_type in _VIEW_TYPES:
+                records.append((record_type, request_id, view[pos + HEADER_SIZE : content_end]))
+                viewed += length
+            else:
+                records.append((record_type, request_id, data[pos + HEADER_SIZE : content_end]))
             pos = content_end + padding
-        if pos < end:
+        if viewed and viewed * 2 < end:
+            records = [(kind, rid, bytes(content)) for kind, rid, content in records]
+        if pos < end and self._error is None:
             self._pending.append(data[pos:])
             self._pending_size = end - pos
         return records

@@ -25,7 +25,7 @@ from smisk.protocol import (
     Stdin,
     StdinEnd,
 )
-from smisk.protocol.records import ZERO_COPY_THRESHOLD, encode_record
+from smisk.protocol.records import ZERO_COPY_THRESHOLD, Content, encode_record
 from smisk.server.cycle import RequestCycle
 from smisk.server.streams import BodyStream, ClientGone
 
@@ -211,7 +211,7 @@ class FastCGIProtocol(asyncio.Protocol):
                 return None
         return None
 
-    def _stdin(self, cycle: RequestCycle, data: bytes) -> None:
+    def _stdin(self, cycle: RequestCycle, data: Content) -> None:
         cycle.last_input = self.last_activity
         cycle.body_size += len(data)
         if cycle.body_size > self.server.server_limits.max_body_size and not cycle.ended:
@@ -240,7 +240,7 @@ class FastCGIProtocol(asyncio.Protocol):
             self.cycles[event.request_id] = cycle
         cycle.refuse(event.status, event.reason)
 
-    def _feed(self, stream: BodyStream | None, data: bytes) -> None:
+    def _feed(self, stream: BodyStream | None, data: Content) -> None:
         assert stream is not None
         stream.feed(data)
         self._input_buffered += len(data)

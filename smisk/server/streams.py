@@ -10,6 +10,8 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
+from smisk.protocol.records import Content
+
 __all__ = ["BodyStream", "ClientGone"]
 
 
@@ -23,7 +25,7 @@ class BodyStream:
     __slots__ = ("_chunks", "_discarding", "_eof", "_error", "_on_consumed", "_size", "_waiter")
 
     def __init__(self, on_consumed: Callable[[int], None]) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Content] = deque()  # bytes, or views of what the peer sent
         self._size = 0
         self._eof = False
         self._discarding = False
@@ -46,7 +48,7 @@ class BodyStream:
         """Bytes received and not yet read."""
         return self._size
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Content) -> None:
         """Add a chunk received from the peer."""
         if self._discarding:
             self._on_consumed(len(data))
@@ -100,19 +102,22 @@ class BodyStream:
             return b""
         chunk = self._chunks.popleft()
         if len(chunk) > n:
-            self._chunks.appendleft(chunk[n:])
-            chunk = chunk[:n]
+            rest = chunk if type(chunk) is memoryview else memoryview(chunk)
+            self._chunks.appendleft(rest[n:])  # the rest stays a view: nothing is copied twice
+            chunk = rest[:n]
         self._consumed(len(chunk))
-        return chunk
+        return chunk if type(chunk) is bytes else bytes(chunk)
 
     async def read_all(self) -> bytes:
         """Return every remaining byte (waits for the end of the stream)."""
-        parts: list[bytes] = []
+        parts: list[Content] = []
         while True:
-            chunk = await self.read(1 << 20)
-            if not chunk:
+            await self._wait()
+            if not self._chunks:
                 return b"".join(parts)
-            parts.append(chunk)
+            parts += self._chunks
+            self._chunks.clear()
+            self._consumed(self._size)
 
     def _consumed(self, n: int) -> None:
         self._size -= n

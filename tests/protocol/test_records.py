@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from smisk.protocol import RecordReader, RecordType, RemoteProtocolError
-from smisk.protocol.records import encode_record, encode_stream, pack_header, unpack_header
+from smisk.protocol.records import (
+    ZERO_COPY_CONTENT,
+    encode_record,
+    encode_stream,
+    pack_header,
+    unpack_header,
+)
 
 from .helpers import Record, parse_records, record
 
@@ -130,6 +136,58 @@ def test_reader_rejects_bad_version_as_soon_as_header_is_whole() -> None:
     assert reader.feed(bad[:7]) == []
     with pytest.raises(RemoteProtocolError):
         reader.feed(bad[7:8])
+
+
+# -- zero-copy stream content -------------------------------------------------------------------
+
+BIG = bytes(range(256)) * (ZERO_COPY_CONTENT // 256)  # exactly ZERO_COPY_CONTENT bytes
+
+
+def test_reader_hands_large_stdin_out_as_views_of_the_chunk() -> None:
+    chunk = record(RecordType.STDIN, 1, BIG) + record(RecordType.DATA, 1, BIG + b"!", padding=7)
+    (stdin_type, _, stdin), (data_type, _, data) = RecordReader().feed(chunk)
+    assert (stdin_type, data_type) == (RecordType.STDIN, RecordType.DATA)
+    assert isinstance(stdin, memoryview) and isinstance(data, memoryview)
+    assert stdin.obj is chunk and data.obj is chunk  # not copied
+    assert stdin.readonly
+    assert (bytes(stdin), bytes(data)) == (BIG, BIG + b"!")
+
+
+def test_reader_copies_small_content_and_other_record_types() -> None:
+    chunk = (
+        record(RecordType.PARAMS, 1, BIG)
+        + record(RecordType.STDIN, 1, BIG[:-1])
+        + record(RecordType.STDIN, 1, BIG * 4)
+    )
+    contents = [content for _, _, content in RecordReader().feed(chunk)]
+    assert [type(c) for c in contents] == [bytes, bytes, memoryview]
+    assert contents == [BIG, BIG[:-1], BIG * 4]
+
+
+def test_reader_copies_stream_content_out_of_a_chunk_mostly_made_of_other_records() -> None:
+    # A view keeps its whole chunk alive: a chunk where large stream content is less than half
+    # would let a peer pin far more memory than the body bytes flow control counts.
+    filler = record(RecordType.STDIN, 2, b"x" * 4000) * 2  # small records: copied
+    chunk = record(RecordType.STDIN, 1, BIG) + filler
+    contents = [content for _, _, content in RecordReader().feed(chunk)]
+    assert all(type(c) is bytes for c in contents)
+    assert contents[0] == BIG
+
+
+def test_reader_never_views_a_mutable_chunk() -> None:
+    chunk = bytearray(record(RecordType.STDIN, 1, BIG))
+    ((_, _, content),) = RecordReader().feed(chunk)  # type: ignore[arg-type]
+    assert type(content) is not memoryview
+    chunk[8:16] = b"\0" * 8
+    assert content == BIG
+
+
+def test_reader_joins_a_large_record_split_over_chunks_into_bytes() -> None:
+    raw = record(RecordType.STDIN, 1, BIG * 4)
+    reader = RecordReader()
+    assert reader.feed(raw[:1000]) == []
+    ((_, _, content),) = reader.feed(raw[1000:])
+    assert type(content) is bytes and content == BIG * 4
 
 
 # -- writer -------------------------------------------------------------------------------------
