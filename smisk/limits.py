@@ -16,7 +16,8 @@ __all__ = ["Network", "ServerLimits", "is_allowed", "parse_allow_from"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-GIB = 1024 * 1024 * 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,11 @@ class ServerLimits:
     # A response header block above this is logged: nginx's default fastcgi_buffer_size (4 KiB
     # on x86-64) cannot hold it and nginx answers 502.
     header_warn_size: int = 4096
+    # SO_SNDBUF of each accepted unix-socket connection (bytes; 0: the kernel's default of
+    # about 208 KiB). The kernel doubles it and caps it at net.core.wmem_max. A response that
+    # fits is handed to the web server in one write and the handler goes on, instead of
+    # waiting for the web server to read the first 208 KiB. TCP keeps the kernel's autotuning.
+    send_buffer: int = MIB
     # Peers allowed to connect (FCGI_WEB_SERVER_ADDRS, --allow-from); empty means everyone.
     # When set, peers that are not TCP (unix sockets) are refused, as the FastCGI spec says.
     allow_from: tuple[Network, ...] = ()
@@ -45,8 +51,9 @@ class ServerLimits:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ServerLimits:
         """Defaults overridden by ``FCGI_WEB_SERVER_ADDRS``, ``SMISK_ALLOW_FROM``,
-        ``SMISK_MAX_REQUESTS_IN_FLIGHT``, ``SMISK_MAX_BODY_SIZE``, ``SMISK_PARAMS_TIMEOUT``
-        and ``SMISK_BODY_TIMEOUT``. Raises ``ValueError`` naming a malformed variable."""
+        ``SMISK_MAX_REQUESTS_IN_FLIGHT``, ``SMISK_MAX_BODY_SIZE``, ``SMISK_PARAMS_TIMEOUT``,
+        ``SMISK_BODY_TIMEOUT`` and ``SMISK_SEND_BUFFER``. Raises ``ValueError`` naming a
+        malformed variable."""
         env = os.environ if environ is None else environ
         limits = cls()
         allowed = ",".join(
@@ -59,6 +66,7 @@ class ServerLimits:
             "SMISK_MAX_BODY_SIZE": ("max_body_size", int),
             "SMISK_PARAMS_TIMEOUT": ("params_timeout", float),
             "SMISK_BODY_TIMEOUT": ("body_timeout", float),
+            "SMISK_SEND_BUFFER": ("send_buffer", int),
         }
         for variable, (field, kind) in numbers.items():
             if env.get(variable):
