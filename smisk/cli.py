@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from smisk import allocator
 from smisk._version import __version__
 from smisk.reload import AppImporter, ImportFailed
 from smisk.server import Listener, bind_listener, inherited_listener
@@ -201,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USER[:GROUP]",
         help="owner of unix sockets from --bind",
     )
+    add(
+        "--malloc-keep",
+        type=_positive_int,
+        default=_env("MALLOC_KEEP", str(allocator.DEFAULT_KEEP // allocator.MIB)),
+        metavar="MIB",
+        help="freed memory each process keeps for reuse instead of returning it to the "
+        "system after every large request (glibc; 0: the C library's defaults)",
+    )
     add("--version", action="store_true", help="print versions and exit")
     return parser  # fmt: skip
 
@@ -330,6 +339,7 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
     _apply_allow_from(options.allow_from)
+    allocator.tune(options.malloc_keep * allocator.MIB)  # forked workers inherit it
     listeners, http = _listeners(config, options.socket_mode, options.socket_owner)
     if config.supervised:
         supervisor = Supervisor(importer, target, config, listeners, http)

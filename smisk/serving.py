@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import Any, BinaryIO
 
+from smisk import allocator
 from smisk.application import Application
 from smisk.channel import Channel
 from smisk.context import current_app, current_request, current_response
@@ -254,6 +255,7 @@ def run_application(app: Application) -> None:
     """The classic blocking ``Application.run()``: serve until SIGINT/SIGTERM/SIGHUP or exit()."""
     global _bound
     listener = _take_listener()
+    allocator.tune(allocator.keep_from_environ())
     if app.forks > 0:  # a supervisor keeps forks + 1 workers (smisk.workers)
         from smisk.workers import run_forked
 

@@ -81,6 +81,7 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
         "SMISK_SLOW_REQUEST_TIMEOUT": "3",
         "SMISK_REQUEST_TIMEOUT": "9",
         "SMISK_RELOAD": "1",
+        "SMISK_MALLOC_KEEP": "16",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -93,6 +94,7 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
     assert (config.graceful_timeout, config.loop, options.log_level) == (2.5, "asyncio", "warning")
     assert (config.access_log, config.status_path) == ("json", "/status")
     assert (config.slow_request_timeout, config.request_timeout, config.reload) == (3, 9, True)
+    assert options.malloc_keep == 16
     # the command line wins over the environment
     options = build_parser().parse_args(["--workers", "2", "--bind", ":6000", "other:App"])
     config = config_from(options)

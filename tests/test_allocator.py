@@ -1,0 +1,129 @@
+"""Allocator settings (smisk.allocator): freed request-sized memory stays for reuse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smisk import allocator
+from tests.serve.support import ServeProcess, fcgi_get, smisk_env
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+# Allocates, touches and frees 8 blocks of 3 MiB (below MMAP_THRESHOLD), then reports how much
+# resident memory stayed: tuned, the heap (of whichever thread's arena) served them and keeps
+# them; with glibc's defaults they were mapped one by one, or the heap was trimmed right after
+# the free, so almost nothing stays.
+HEAP_PROBE = """
+import os
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def heap_after_large_blocks():
+    before = resident()
+    blocks = [bytearray(3 * 1024 * 1024) for _ in range(8)]
+    del blocks
+    return resident() - before
+"""
+KEPT = 20 * allocator.MIB  # of the 24 MiB the probe frees
+
+
+def probe(setup: str, **env: str) -> str:
+    script = HEAP_PROBE + textwrap.dedent(setup)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin", **env},
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_tuned_process_keeps_freed_blocks_for_reuse() -> None:
+    out = probe("from smisk import allocator\nprint(allocator.tune(), heap_after_large_blocks())")
+    applied, heap = out.split()
+    assert applied == "True"
+    assert int(heap) >= KEPT
+
+
+def test_default_process_gives_them_back() -> None:
+    assert int(probe("print(heap_after_large_blocks())")) < KEPT
+
+
+def test_glibc_variables_win() -> None:
+    setup = "from smisk import allocator\nprint(allocator.tune(), heap_after_large_blocks())"
+    applied, heap = probe(setup, MALLOC_TRIM_THRESHOLD_="131072").split()
+    assert applied == "False"
+    assert int(heap) < KEPT
+
+
+def test_keep_zero_changes_nothing() -> None:
+    assert allocator.tune(0) is False
+    assert allocator.tune(allocator.DEFAULT_KEEP, {"MALLOC_MMAP_THRESHOLD_": "1"}) is False
+
+
+def test_keep_from_environ() -> None:
+    assert allocator.keep_from_environ({}) == allocator.DEFAULT_KEEP
+    assert allocator.keep_from_environ({"SMISK_MALLOC_KEEP": "16"}) == 16 * allocator.MIB
+    assert allocator.keep_from_environ({"SMISK_MALLOC_KEEP": "0"}) == 0
+    with pytest.raises(ValueError, match="SMISK_MALLOC_KEEP"):
+        allocator.keep_from_environ({"SMISK_MALLOC_KEEP": "-1"})
+
+
+HEAP_APP = (
+    HEAP_PROBE
+    + """
+from smisk.core import Application
+
+class App(Application):
+    def service(self):
+        self.response.headers.append("Content-Type: text/plain")
+        self.response(f"{heap_after_large_blocks()}\\n")
+"""
+)
+
+
+@pytest.mark.parametrize(("args", "tuned"), [([], True), (["--malloc-keep", "0"], False)])
+def test_smisk_serve_workers_are_tuned(tmp_path: Path, args: list[str], tuned: bool) -> None:
+    (tmp_path / "heapapp.py").write_text(HEAP_APP)
+    sock = str(tmp_path / "app.sock")
+    argv = ["heapapp:App", "--bind", f"unix:{sock}", "--workers", "2", *args]
+    with ServeProcess(argv, tmp_path, env=smisk_env()) as server:
+        server.wait_for("ready")
+        heap = int(fcgi_get(sock, "/"))
+    assert (heap >= KEPT) is tuned
+
+
+class _Started(Exception):
+    pass
+
+
+def test_application_run_tunes_with_smisk_malloc_keep(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from smisk import serving
+    from smisk.core import Application, bind, unbind
+
+    asked: list[int] = []
+
+    def record(keep: int) -> bool:
+        asked.append(keep)
+        raise _Started  # stop before serving: only the start-up is under test
+
+    monkeypatch.setattr(serving.allocator, "tune", record)
+    monkeypatch.setenv("SMISK_MALLOC_KEEP", "8")
+    bind(str(tmp_path / "run.sock"))
+    try:
+        with pytest.raises(_Started):
+            Application().run()
+    finally:
+        unbind()
+    assert asked == [8 * allocator.MIB]
