@@ -17,6 +17,7 @@ import statistics
 import time
 from typing import Any
 
+from smisk import allocator
 from smisk.codec import encode_params
 from smisk.core import Application
 from smisk.protocol.records import encode_record
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--profile", choices=tuple(CASES))
     options = parser.parse_args()
+    allocator.tune()  # as smisk-serve does at start-up
     if options.loop == "uvloop":
         import uvloop
 

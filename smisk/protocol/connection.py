@@ -232,7 +232,7 @@ class FastCGIConnection:
             raise LocalProtocolError(f"request {request_id} is not active")
         return request
 
-    def send_stdout(self, request_id: int, data: bytes) -> None:
+    def send_stdout(self, request_id: int, data: Content) -> None:
         """Queue ``data`` as STDOUT of an active request (split into records as needed)."""
         self._active(request_id)
         if data:

@@ -54,7 +54,7 @@ def _padding_for(length: int) -> int:
     return -length % PADDING_ALIGNMENT
 
 
-def encode_record(record_type: int, request_id: int, content: bytes = b"") -> bytes:
+def encode_record(record_type: int, request_id: int, content: Content = b"") -> bytes:
     """Frame ``content`` (at most 65535 bytes) as one padded record."""
     padding = -len(content) % PADDING_ALIGNMENT
     header = _HEADER.pack(VERSION, record_type, request_id, len(content), padding)
@@ -67,7 +67,7 @@ ZERO_COPY_THRESHOLD = 32 * 1024
 _STEP = MAX_CONTENT_LENGTH - MAX_CONTENT_LENGTH % PADDING_ALIGNMENT  # 65528: aligned, no padding
 
 
-def stream_parts(record_type: int, request_id: int, data: bytes) -> list[bytes | memoryview]:
+def stream_parts(record_type: int, request_id: int, data: Content) -> list[bytes | memoryview]:
     """Frame ``data`` of any size as records of at most 65535 bytes (no terminator), as a list
     of buffers to write in order; large payloads are not copied."""
     if not data:

@@ -25,7 +25,8 @@ log = logging.getLogger("smisk.server")
 Handler = Callable[["RequestCycle"], Awaitable[None]]
 
 # A single write larger than this is sent in slices with a drain between them, so one huge
-# write() cannot park more than about this much in the transport's buffer.
+# write() cannot park more than about this much in the transport's buffer. The slices are views
+# of the caller's data: they add no memory and no copy.
 WRITE_SLICE = 256 * 1024
 
 _FALLBACK_500 = (
@@ -114,7 +115,7 @@ class RequestCycle:
         view = memoryview(data)
         for start in range(0, len(data), WRITE_SLICE):
             self._check_writable()
-            self.protocol.send_stdout(self.request_id, bytes(view[start : start + WRITE_SLICE]))
+            self.protocol.send_stdout(self.request_id, view[start : start + WRITE_SLICE])
             await self.protocol.drain()
 
     def write_nowait(self, data: bytes) -> None:

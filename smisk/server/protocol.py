@@ -259,7 +259,7 @@ class FastCGIProtocol(asyncio.Protocol):
 
     # -- output ------------------------------------------------------------------------------
 
-    def send_stdout(self, request_id: int, data: bytes) -> None:
+    def send_stdout(self, request_id: int, data: Content) -> None:
         """Frame ``data`` as STDOUT and hand it to the transport."""
         self.connection.send_stdout(request_id, data)
         self._flush()
