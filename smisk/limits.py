@@ -39,10 +39,11 @@ class ServerLimits:
     # A response header block above this is logged: nginx's default fastcgi_buffer_size (4 KiB
     # on x86-64) cannot hold it and nginx answers 502.
     header_warn_size: int = 4096
-    # SO_SNDBUF of each accepted unix-socket connection (bytes; 0: the kernel's default of
-    # about 208 KiB). The kernel doubles it and caps it at net.core.wmem_max. A response that
-    # fits is handed to the web server in one write and the handler goes on, instead of
-    # waiting for the web server to read the first 208 KiB. TCP keeps the kernel's autotuning.
+    # SO_SNDBUF of a unix-socket connection, set when it carries its first large response
+    # (bytes; 0: the kernel's default of about 208 KiB). The kernel doubles it and caps it at
+    # net.core.wmem_max. A response that fits is handed to the web server in one write and the
+    # handler goes on, instead of waiting for the web server to read the first 208 KiB.
+    # Connections with only small responses skip the system call; TCP keeps its autotuning.
     send_buffer: int = MIB
     # Peers allowed to connect (FCGI_WEB_SERVER_ADDRS, --allow-from); empty means everyone.
     # When set, peers that are not TCP (unix sockets) are refused, as the FastCGI spec says.

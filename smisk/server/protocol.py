@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING, cast
 
 from smisk.protocol import (
@@ -76,6 +77,7 @@ class FastCGIProtocol(asyncio.Protocol):
         # saw them (params_timeout).
         self._params_pending: dict[int, float] = {}
         self._inputs_open = 0  # requests whose input streams the peer has not finished
+        self._send_buffer_sized = False  # ServerLimits.send_buffer: set with the first large write
 
     # -- connection lifecycle ----------------------------------------------------------------
 
@@ -316,7 +318,22 @@ class FastCGIProtocol(asyncio.Protocol):
         elif len(buffers) == 2 and len(buffers[0]) < ZERO_COPY_THRESHOLD:
             self.transport.write(b"".join(buffers))  # small: one short copy, one write
         else:
+            if not self._send_buffer_sized:
+                self._size_send_buffer()
             self.transport.writelines(buffers)  # scatter-gather: large payloads are not copied
+
+    def _size_send_buffer(self) -> None:
+        """Give a unix-socket connection its configured SO_SNDBUF, once it carries a large
+        response: connections that only ever carry small ones skip the system call."""
+        self._send_buffer_sized = True
+        size = self.server.server_limits.send_buffer
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("socket")
+        if size > 0 and sock is not None and sock.family == socket.AF_UNIX:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except (OSError, OverflowError) as error:  # the kernel default stays: slower only
+                log.debug("SO_SNDBUF %d refused: %s", size, error)
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""

@@ -153,7 +153,6 @@ class Server:
         self.stats.accepted_connections += 1
         if not self._allowed(protocol):
             return
-        self._size_send_buffer(protocol)
         if len(self.connections) >= self.max_connections:
             # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it. One
             # accepted in the same batch as the one that filled the table is dropped.
@@ -182,16 +181,6 @@ class Server:
         self.stats.refused_connections += 1
         protocol.abort()
         return False
-
-    def _size_send_buffer(self, protocol: FastCGIProtocol) -> None:
-        size = self.server_limits.send_buffer
-        assert protocol.transport is not None
-        sock = protocol.transport.get_extra_info("socket")
-        if size > 0 and sock is not None and sock.family == socket.AF_UNIX:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-            except (OSError, OverflowError) as error:  # the kernel default stays: slower only
-                log.debug("SO_SNDBUF %d refused: %s", size, error)
 
     def connection_lost(self, protocol: FastCGIProtocol) -> None:
         """A connection closed."""
