@@ -180,7 +180,7 @@ class SessionStore:
     settings. ``serializer`` turns data into the bytes a store keeps (JSON by default).
     ``blocking``: plain methods may block (file I/O), so async services call them in a worker
     thread. ``locking``: serialize the requests of one session (``lock``/``unlock``; here a
-    per-process lock, see RedisSessionStore for several processes).
+    per-process lock; FileSessionStore and RedisSessionStore extend it to several processes).
     """
 
     ttl: int = DEFAULT_TTL

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
+import functools
 import os
 import random
 import re
@@ -15,12 +18,15 @@ import time
 from typing import Any
 
 from smisk.errors import InvalidSessionError
-from smisk.sessions.base import SessionStore
+from smisk.sessions.base import SessionBusy, SessionStore
 from smisk.sessions.ids import check_id
 
 __all__ = ["FileSessionStore", "default_file_prefix"]
 
 TEMP_SUFFIX = ".tmp"  # a write in progress: <prefix><id>.<random>.tmp, renamed when complete
+LOCK_SUFFIX = ".lock"  # <prefix><id>.lock: flock()ed by the request holding the session's lock
+LOCK_POLL_FIRST = 0.002  # seconds between tries for a lock another process holds: doubling ...
+LOCK_POLL_MAX = 0.05  # ... up to this
 
 
 def default_file_prefix() -> str:
@@ -36,6 +42,11 @@ class FileSessionStore(SessionStore):
     a torn session. With probability ``gc_probability`` a read first removes this store's expired
     files (and temp files orphaned by a crash); nothing else in the directory is touched.
     ``fsync=True`` also makes writes survive a power loss, at the cost of a disk flush each.
+
+    With ``locking=True`` the lock spans processes (``smisk-serve --workers N`` sharing the
+    directory): on top of the per-process lock, the holder keeps an ``flock()`` on
+    ``<prefix><id>.lock``. The kernel drops it when the holder's process dies; a holder that is
+    alive keeps it until its request ends (the lease applies within a process only).
     """
 
     gc_probability: float = 0.1
@@ -56,6 +67,7 @@ class FileSessionStore(SessionStore):
         if fsync is not None:
             self.fsync = fsync
         self._gc_running = threading.Lock()
+        self._file_locks: dict[str, int] = {}  # lock token -> the flock()ed descriptor
 
     # -- names -------------------------------------------------------------------------------
 
@@ -68,10 +80,18 @@ class FileSessionStore(SessionStore):
         """Path to the file of ``session_id`` (a malformed id raises, it never makes a path)."""
         return self.file_prefix + check_id(session_id)
 
+    def lock_path(self, session_id: str) -> str:
+        """Path to the lock file of ``session_id``."""
+        return self.path(session_id) + LOCK_SUFFIX
+
     def _pattern(self) -> re.Pattern[str]:
         """Names of this store's files: session files and temp files of interrupted writes."""
         base = re.escape(os.path.basename(self.file_prefix))
         return re.compile(rf"{base}[0-9a-v]{{32}}(?:\.[A-Za-z0-9_]+{re.escape(TEMP_SUFFIX)})?")
+
+    def _lock_pattern(self) -> re.Pattern[str]:
+        base = re.escape(os.path.basename(self.file_prefix))
+        return re.compile(rf"{base}[0-9a-v]{{32}}{re.escape(LOCK_SUFFIX)}")
 
     # -- the store interface -----------------------------------------------------------------
 
@@ -119,6 +139,50 @@ class FileSessionStore(SessionStore):
         """Remove the file; no error if it is gone."""
         self._unlink(self.path(session_id))
 
+    # -- locking across processes ------------------------------------------------------------
+
+    async def lock(self, session_id: str) -> str:
+        """Wait for the lock on ``session_id`` in this process, then across processes (an
+        ``flock()`` on its lock file); SessionBusy once ``lock_wait`` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_wait
+        token = await super().lock(session_id)
+        try:
+            self._file_locks[token] = await self._lock_file(self.lock_path(session_id), deadline)
+        except BaseException:
+            await super().unlock(session_id, token)
+            raise
+        return token
+
+    async def unlock(self, session_id: str, token: str) -> None:
+        """Release the lock taken by ``lock``."""
+        fd = self._file_locks.pop(token, None)
+        try:
+            if fd is not None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, _unlock_file, self.lock_path(session_id), fd)
+        finally:
+            await super().unlock(session_id, token)
+
+    async def _lock_file(self, path: str, deadline: float) -> int:
+        loop = asyncio.get_running_loop()
+        if self.__dict__.get("_checked_directory") != self.directory:
+            await loop.run_in_executor(None, self._ensure_directory)
+        pause = LOCK_POLL_FIRST
+        while True:
+            attempt = loop.run_in_executor(None, _try_lock_file, path)
+            try:
+                fd = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(functools.partial(_release_late_lock, path))
+                raise
+            if fd is not None:
+                return fd
+            if loop.time() >= deadline:
+                raise SessionBusy("session is locked by another process; try again")
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+            pause = min(pause * 2, LOCK_POLL_MAX)
+
     # -- housekeeping ------------------------------------------------------------------------
 
     def collect(self) -> int:
@@ -140,9 +204,12 @@ class FileSessionStore(SessionStore):
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
             return 0
+        locks = self._lock_pattern()
         for entry in entries:
             if pattern.fullmatch(entry.name) and self._expired(entry, cutoff):
                 removed += self._unlink(entry.path)
+            elif locks.fullmatch(entry.name) and self._expired(entry, cutoff):
+                removed += _remove_unheld_lock(entry.path)  # left by a process that died
         return removed
 
     @staticmethod
@@ -173,3 +240,66 @@ class FileSessionStore(SessionStore):
                 f"session directory {directory!r} is writable by others without the sticky bit"
             )
         self.__dict__["_checked_directory"] = directory
+
+
+# -- lock files: blocking helpers, run in worker threads ---------------------------------------
+
+
+def _try_lock_file(path: str) -> int | None:
+    """An flock()ed descriptor of the lock file at ``path``, or None while another holds it.
+
+    A holder removes the file when it releases it, so a lock taken on a file that is no longer
+    the one at ``path`` is worth nothing: that case tries again with the new file.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _is_current(path, fd):
+            return fd
+        os.close(fd)  # locked a file its holder removed meanwhile
+
+
+def _is_current(path: str, fd: int) -> bool:
+    try:
+        linked = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (linked.st_dev, linked.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _unlock_file(path: str, fd: int) -> None:
+    """Remove the lock file while still holding it, then let go: a waiter that locks the old
+    file sees it is gone and tries again."""
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def _release_late_lock(path: str, attempt: asyncio.Future[int | None]) -> None:
+    """The lock a cancelled ``lock()`` got after all is given back (in a worker thread)."""
+    if not attempt.cancelled() and attempt.exception() is None:
+        fd = attempt.result()
+        if fd is not None:
+            asyncio.get_running_loop().run_in_executor(None, _unlock_file, path, fd)
+
+
+def _remove_unheld_lock(path: str) -> int:
+    """Remove a stale lock file only if nobody holds it; returns 1 if removed."""
+    try:
+        fd = _try_lock_file(path)
+    except OSError:
+        return 0
+    if fd is None:
+        return 0
+    _unlock_file(path, fd)
+    return 1

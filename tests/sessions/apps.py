@@ -134,3 +134,15 @@ class RedisCounterApp(SyncApp):
     """SyncApp on the RedisSessionStore named by SMISK_TEST_REDIS_URL (for smisk-serve)."""
 
     sessions_class = staticmethod(_redis_store)
+
+
+def _file_store() -> Any:
+    from smisk.sessions.file import FileSessionStore
+
+    return FileSessionStore(os.environ["SMISK_TEST_SESSION_PREFIX"], locking=True)
+
+
+class FileCounterApp(SyncApp):
+    """SyncApp on a locking FileSessionStore at SMISK_TEST_SESSION_PREFIX (for smisk-serve)."""
+
+    sessions_class = staticmethod(_file_store)
