@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import enum
 import os
+import stat
 import tempfile
 import unicodedata
 import urllib.parse
@@ -28,13 +29,42 @@ __all__ = [
     "RequestEntityTooLarge",
     "UrlEncodedParser",
     "parse_content_type",
+    "remove_uploads_of",
     "sanitize_filename",
+    "upload_prefix",
 ]
 
 UPLOAD_PREFIX = "smisk-upload-"  # the classic name prefix, so operators recognise stray files
 MAX_PART_HEADER_BYTES = 16 * 1024  # a part's header block is a few hundred bytes; stop abuse early
 MAX_BOUNDARY_LENGTH = 256  # RFC 2046 allows 70; some leeway for sloppy clients, still bounded
 MAX_PADDING_BYTES = 1024  # whitespace allowed after a delimiter (RFC 2046 transport padding)
+
+
+def upload_prefix(pid: int | None = None) -> str:
+    """Name prefix of the upload files of process ``pid`` (default: this process):
+    ``smisk-upload-<pid>-``, so a supervisor can remove what a killed worker left."""
+    return f"{UPLOAD_PREFIX}{os.getpid() if pid is None else pid}-"
+
+
+def remove_uploads_of(pid: int, directory: str | None = None) -> int:
+    """Remove the upload files the dead process ``pid`` left in ``directory`` (default: the
+    temp directory): regular files of this user named with its prefix. Returns how many."""
+    prefix, removed = upload_prefix(pid), 0
+    try:
+        entries = list(os.scandir(directory or tempfile.gettempdir()))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid():
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 class FormError(ValueError):
@@ -492,7 +522,7 @@ class MultipartParser:
 
     def _open_temp_file(self, part: _Part) -> IO[bytes]:
         # mkstemp creates the file O_EXCL with mode 0600 under an unpredictable name.
-        fd, path = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self._spool_dir)
+        fd, path = tempfile.mkstemp(prefix=upload_prefix(), dir=self._spool_dir)
         self._temp_paths.append(path)
         part.path = path
         return os.fdopen(fd, "wb")

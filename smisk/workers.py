@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from smisk.embed import EmbeddedServer
+from smisk.forms import remove_uploads_of
 from smisk.ops import CounterBlock, OpsConfig, reopen_logs
 from smisk.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
 from smisk.server import Listener
@@ -541,6 +542,9 @@ class Supervisor:
 
     def _worker_exited(self, worker: WorkerProcess, status: int) -> None:
         reason = describe_exit(status)
+        left = remove_uploads_of(worker.pid)  # a worker that was killed cannot clean up
+        if left:
+            log.warning("removed %d upload file(s) left by worker %d", left, worker.pid)
         current = worker.generation == self.generation
         if self.stopping or worker.retiring or not (current or self._is_pending(worker)):
             log.info("worker %d (generation %d) exited: %s", worker.pid, worker.generation, reason)

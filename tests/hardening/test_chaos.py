@@ -221,7 +221,6 @@ def report(run: Run, tmpdir: Path) -> None:
     served = [o for o in run.outcomes if o.kind in ("visit", "upload")]
     failed = [o for o in served if not o.ok]
     unexcused = [o for o in failed if not run.excused(o)]
-    excused_uploads = sum(1 for o in failed if o.kind == "upload")
     sessions = session_files(tmpdir)
     for path in sessions:
         json.loads(path.read_bytes())  # every session file parses
@@ -241,5 +240,5 @@ def report(run: Run, tmpdir: Path) -> None:
     assert not unexcused, [(o.kind, o.detail) for o in unexcused[:10]]
     assert len(run.kills) >= LOAD_SECONDS / KILL_EVERY[1] - 1
     assert summary["ok"] > 100
-    # A SIGKILLed worker cannot remove the upload it was receiving; nothing else may be left.
-    assert summary["upload_files_left"] <= excused_uploads
+    # A SIGKILLed worker cannot remove the upload it was receiving: the supervisor does.
+    assert summary["upload_files_left"] == 0

@@ -24,6 +24,7 @@ from tests.serve.support import (
     wait_until,
     write_app,
 )
+from tests.support.fcgi_client import FastCGIClient, begin_record, params_records, stdin_records
 from tests.support.nginx import Nginx
 
 needs_nginx = pytest.mark.skipif(
@@ -272,3 +273,48 @@ def test_reload_option_restarts_on_a_code_change(tmp_path: Path) -> None:
         # The old worker may still accept until it handles its SIGTERM; then only new code.
         server.wait_for(r"worker \d+ \(generation 1\) exited")
         assert fcgi_get(sock).startswith("version-two")
+
+
+UPLOAD_APP = """
+from smisk.core import Application
+
+class UploadApp(Application):
+    def service(self):
+        files = self.request.files
+        self.response.headers.append("Content-Type: text/plain")
+        self.response(f"{len(files)} file(s)\\n")
+"""
+
+
+def test_the_upload_file_of_a_killed_worker_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "uploads.py").write_text(UPLOAD_APP)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    sock = str(tmp_path / "app.sock")
+    argv = ["uploads:UploadApp", "--bind", f"unix:{sock}", "--workers", "2"]
+    with ServeProcess(argv, tmp_path, env=smisk_env(TMPDIR=str(spool))) as server:
+        server.wait_for("ready: 2 workers")
+        boundary = "b0undary"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        params = {
+            "REQUEST_METHOD": "POST",
+            "REQUEST_URI": "/",
+            "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+            "CONTENT_LENGTH": str(10 * 1024 * 1024),
+        }
+        with FastCGIClient(sock, timeout=30) as client:  # half an upload, then it stalls
+            body = head + b"x" * 200_000
+            client.send(begin_record(1) + params_records(1, params) + stdin_records(1, body)[:-8])
+            spooled = wait_until(lambda: list(spool.iterdir()), what="an upload file")
+            (upload,) = spooled
+            victim = int(upload.name.removeprefix("smisk-upload-").split("-")[0])
+            assert victim in children_of(server.proc.pid)
+            subprocess.run(["kill", "-9", str(victim)], check=True)
+            server.wait_for(rf"removed 1 upload file\(s\) left by worker {victim}")
+        assert list(spool.iterdir()) == []
+        assert fcgi_get(sock, "/") == "0 file(s)\n"  # and the service goes on
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
