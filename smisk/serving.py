@@ -14,7 +14,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, BinaryIO
+from typing import Any
+
+import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedReader
 
 from smisk import allocator
 from smisk.application import Application
@@ -142,13 +145,12 @@ class ApplicationHandler:
                 response.out.write(b"Internal Server Error\n")
 
     async def _stream_file(self, cycle: RequestCycle, response: Response) -> None:
-        """Send the file named by ``send_file()`` ourselves: reads in a worker thread (as aiofiles
-        does), writes with backpressure. The file is closed however the request ends."""
+        """Send the file named by ``send_file()`` ourselves: aiofiles reads it in a worker
+        thread, writes wait for the client. The file is closed however the request ends."""
         path = response._file_to_stream
         assert path is not None
-        loop = asyncio.get_running_loop()
         try:
-            handle, size = await _open_sized(loop, path)
+            handle, size = await _open_sized(path)
         except OSError as error:
             response._file_to_stream = None
             self._report((type(error), error, error.__traceback__), response)
@@ -158,24 +160,15 @@ class ApplicationHandler:
             if not response.has_begun:
                 response.begin()
             await cycle.write(response._take_pending())
-            while chunk := await loop.run_in_executor(None, handle.read, FILE_CHUNK):
+            while chunk := await handle.read(FILE_CHUNK):
                 await cycle.write(chunk)
         finally:
-            handle.close()  # closing a file opened for reading does not block
+            await handle.close()  # runs in a worker thread: a cancelled request still closes it
 
 
-async def _open_sized(loop: asyncio.AbstractEventLoop, path: str) -> tuple[BinaryIO, int]:
-    """Open ``path`` for reading in a worker thread; a cancelled caller never leaks the file."""
-
-    def open_it() -> tuple[BinaryIO, int]:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
-        try:
-            return handle, os.fstat(handle.fileno()).st_size
-        except BaseException:
-            handle.close()
-            raise
-
-    opening = loop.run_in_executor(None, open_it)
+async def _open_sized(path: str) -> tuple[AsyncBufferedReader, int]:
+    """Open ``path`` with aiofiles and read its size; a cancelled caller never leaks the file."""
+    opening = asyncio.ensure_future(_open_and_stat(path))
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
@@ -183,9 +176,24 @@ async def _open_sized(loop: asyncio.AbstractEventLoop, path: str) -> tuple[Binar
         raise
 
 
-def _close_opened(future: asyncio.Future[tuple[BinaryIO, int]]) -> None:
+async def _open_and_stat(path: str) -> tuple[AsyncBufferedReader, int]:
+    handle = await aiofiles.open(path, "rb")
+    try:
+        info = await asyncio.get_running_loop().run_in_executor(None, os.fstat, handle.fileno())
+    except BaseException:
+        await handle.close()
+        raise
+    return handle, info.st_size
+
+
+_closing: set[asyncio.Task[None]] = set()  # files of cancelled opens, being closed
+
+
+def _close_opened(future: asyncio.Future[tuple[AsyncBufferedReader, int]]) -> None:
     if not future.cancelled() and future.exception() is None:
-        future.result()[0].close()
+        task = asyncio.ensure_future(future.result()[0].close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 def _quietly(finish: Any) -> None:

@@ -3,9 +3,11 @@ Each test runs with a sync and an async service, through nginx."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from smisk.core import Response
 from tests.app.conftest import Web
 from tests.support.fcgi_client import begin_record, params_records, stdin_records
+from tests.support.serving import wait_until
 
 
 def test_default_content_type(web: Web) -> None:
@@ -246,3 +249,24 @@ def test_streamed_file_does_not_block_other_requests(web_zero: Web, served_files
                 data += content
         _, _, body = bytes(data).partition(b"\r\n\r\n")
         assert hashlib.sha256(body).digest() == _digest(path)
+
+
+def _open_in_this_process(path: Path) -> int:
+    """How many of this process's descriptors (the app servers run in it) are open on ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return count
+
+
+def test_a_streamed_file_is_closed_when_the_client_leaves(
+    web_zero: Web, served_files: Path
+) -> None:
+    path = served_files / "big.bin"
+    params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/sendfile", "QUERY_STRING": f"path={path}"}
+    with web_zero.fcgi() as client:
+        client.send(begin_record(1) + params_records(1, params) + stdin_records(1, b""))
+        assert next(client.stream(1))[0] == 6  # streaming has started
+        assert _open_in_this_process(path) == 1
+    wait_until(lambda: _open_in_this_process(path) == 0, what="the file closed")
