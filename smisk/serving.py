@@ -163,7 +163,9 @@ class ApplicationHandler:
             while chunk := await handle.read(FILE_CHUNK):
                 await cycle.write(chunk)
         finally:
-            await handle.close()  # runs in a worker thread: a cancelled request still closes it
+            # Shielded: a request cancelled while the close waits for a worker thread (the
+            # client left) still closes its file.
+            await asyncio.shield(_close_soon(handle))
 
 
 async def _open_sized(path: str) -> tuple[AsyncBufferedReader, int]:
@@ -186,14 +188,20 @@ async def _open_and_stat(path: str) -> tuple[AsyncBufferedReader, int]:
     return handle, info.st_size
 
 
-_closing: set[asyncio.Task[None]] = set()  # files of cancelled opens, being closed
+_closing: set[asyncio.Task[None]] = set()  # closes in progress, kept until done
+
+
+def _close_soon(handle: AsyncBufferedReader) -> asyncio.Task[None]:
+    """Close ``handle`` in a task of its own, which nothing cancels."""
+    task = asyncio.ensure_future(handle.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    return task
 
 
 def _close_opened(future: asyncio.Future[tuple[AsyncBufferedReader, int]]) -> None:
     if not future.cancelled() and future.exception() is None:
-        task = asyncio.ensure_future(future.result()[0].close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        _close_soon(future.result()[0])
 
 
 def _quietly(finish: Any) -> None:
