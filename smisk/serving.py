@@ -9,11 +9,13 @@ waits for them. Every request ends with its buffered output and END_REQUEST in o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import aiofiles
@@ -104,9 +106,8 @@ class ApplicationHandler:
             if not response.has_begun and response._file_to_stream is None:
                 response.begin()
         except ClientGone:
-            _quietly(
-                request._finish_sync
-            )  # the client left; still store the session, free its lock
+            with _after_disconnect():
+                request._finish_sync()
             raise
         except Exception:
             self._report(sys.exc_info(), response)
@@ -119,10 +120,8 @@ class ApplicationHandler:
             if not response.has_begun and response._file_to_stream is None:
                 response.begin()
         except (ClientGone, asyncio.CancelledError):
-            try:  # the client left; still store the session and free its lock
+            with _after_disconnect():
                 await request._afinish()
-            except Exception:
-                log.debug("session write-back after a disconnect failed", exc_info=True)
             raise
         except Exception:
             self._report(sys.exc_info(), response)
@@ -204,9 +203,12 @@ def _close_opened(future: asyncio.Future[tuple[AsyncBufferedReader, int]]) -> No
         _close_soon(future.result()[0])
 
 
-def _quietly(finish: Any) -> None:
+@contextlib.contextmanager
+def _after_disconnect() -> Iterator[None]:
+    """Around the end-of-request work of a request whose client left: the session is still
+    written back and its lock freed; a failure there is logged, never raised."""
     try:
-        finish()
+        yield
     except Exception:
         log.debug("session write-back after a disconnect failed", exc_info=True)
 

@@ -50,6 +50,7 @@ from smisk.ops.status import (
     render_openmetrics,
     snapshot,
 )
+from smisk.ops.watchdog import LoopWatchdog
 from smisk.serving import stop_cycle
 from smisk.threads import HandlerThreads
 
@@ -306,6 +307,7 @@ class OpsHandler:
         self.interval = _check_interval(config)
         self.server: Server | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.watchdog: LoopWatchdog | None = None
         self._closed = False
         self._shed_logged_at = float("-inf")
         self._shed_unlogged = 0
@@ -315,8 +317,12 @@ class OpsHandler:
         )
 
     def attach(self, server: Server) -> None:
-        """The server this handler serves (its connection counters go to the status page)."""
+        """The server this handler serves (its connection counters go to the status page).
+        Called on the loop; with the slow log on, it also starts the loop watchdog."""
         self.server = server
+        if self.config.slow_request_timeout > 0 and self.watchdog is None:
+            self.watchdog = LoopWatchdog(self.config.slow_request_timeout)
+            self.watchdog.start()
 
     def __call__(self, cycle: RequestCycle) -> Awaitable[None]:
         return self._serve(cycle)
@@ -548,6 +554,9 @@ class OpsHandler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
         if self.writer is not None:
             self.writer.flush()
             await asyncio.get_running_loop().run_in_executor(None, self.writer.close)

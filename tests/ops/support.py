@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ class AsyncGatedApp(Application):
     async def service(self) -> None:
         if self.request.url.path == "/block":
             await asyncio.Event().wait()  # ASYNC GATED LINE
+        self.response.headers.append("Content-Type: text/plain")
+        await self.response.awrite(b"done\n")
+
+
+class AsyncBlockingApp(Application):
+    """``/stall`` blocks its worker's event loop; ``/wait`` awaits without blocking it."""
+
+    async def service(self) -> None:
+        if self.request.url.path == "/stall":
+            time.sleep(0.6)  # BLOCKING LINE
+        elif self.request.url.path == "/wait":
+            await asyncio.sleep(0.6)
         self.response.headers.append("Content-Type: text/plain")
         await self.response.awrite(b"done\n")
 

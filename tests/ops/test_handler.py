@@ -16,6 +16,7 @@ from smisk.ops import OpsConfig, wrap_handler
 from smisk.ops.handler import OpsHandler, parse_head
 from smisk.serving import ApplicationHandler
 from tests.ops.support import (
+    AsyncBlockingApp,
     AsyncGatedApp,
     Gate,
     gated,
@@ -125,6 +126,35 @@ async def test_slow_log_shows_the_awaiting_async_frame(
     line = gated_line("# ASYNC GATED LINE")
     assert re.search(rf'support\.py", line {line}, in service', report), report
     assert "in wait" in report  # the innermost awaited coroutine (asyncio.Event.wait)
+
+
+async def test_a_blocked_loop_is_reported_with_its_stack(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sock = tmp_path / "app.sock"
+    caplog.set_level(logging.WARNING, "smisk.slowlog")
+    async with serve(AsyncBlockingApp(), sock, slow_request_timeout=0.2) as server:
+        response = await get(sock, "/stall")  # the loop (this test's own) stalls 0.6 s
+        assert response.split()[1] == b"done\n"
+        watchdog = server._ops.watchdog if server._ops is not None else None
+        assert watchdog is not None and watchdog.stalls == 1  # once per stall
+    reports = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert len(reports) == 1
+    line = gated_line("# BLOCKING LINE")
+    assert re.search(rf'support\.py", line {line}, in service\n\s+time\.sleep', reports[0])
+
+
+async def test_awaiting_handlers_do_not_trip_the_watchdog(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sock = tmp_path / "app.sock"
+    caplog.set_level(logging.WARNING, "smisk.slowlog")
+    async with serve(AsyncBlockingApp(), sock, slow_request_timeout=0.2) as server:
+        await asyncio.gather(*(get(sock, "/wait") for _ in range(5)))
+        assert server._ops is not None and server._ops.watchdog is not None
+        assert server._ops.watchdog.stalls == 0
+    assert not [r for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert len([r for r in caplog.records if "slow request" in r.getMessage()]) == 5
 
 
 def _slow_report(caplog: pytest.LogCaptureFixture) -> str | None:
