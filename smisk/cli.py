@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from smisk import allocator
 from smisk._version import __version__
+from smisk.limits import parse_size
 from smisk.reload import AppImporter, ImportFailed
 from smisk.server import Listener, bind_listener, inherited_listener
 from smisk.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
@@ -203,6 +204,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="owner of unix sockets from --bind",
     )
     add(
+        "--max-body-size",
+        type=parse_size,
+        default=_env("MAX_BODY_SIZE"),
+        metavar="SIZE",
+        help="largest request body (e.g. 10M; default 1G): 413 before the handler or as soon as "
+        "the stream passes it",
+    )
+    add(
+        "--max-in-flight",
+        type=_positive_int,
+        default=_env("MAX_REQUESTS_IN_FLIGHT"),
+        metavar="N",
+        help="requests in flight per worker before new ones get 503 (default 1024)",
+    )
+    add(
+        "--params-timeout",
+        type=_seconds,
+        default=_env("PARAMS_TIMEOUT"),
+        metavar="S",
+        help="seconds a request may take to send its parameters (default 30)",
+    )
+    add(
+        "--body-timeout",
+        type=_seconds,
+        default=_env("BODY_TIMEOUT"),
+        metavar="S",
+        help="seconds without a byte of an unfinished request body: 408 (default 60)",
+    )
+    add(
+        "--send-buffer",
+        type=parse_size,
+        default=_env("SEND_BUFFER"),
+        metavar="SIZE",
+        help="SO_SNDBUF of unix-socket connections with large responses (default 1M; 0: the "
+        "kernel's)",
+    )
+    add(
         "--malloc-keep",
         type=_positive_int,
         default=_env("MALLOC_KEEP", str(allocator.DEFAULT_KEEP // allocator.MIB)),
@@ -232,6 +270,24 @@ def _apply_allow_from(values: list[str] | None) -> None:
         except ValueError as error:
             raise UsageError(f"--allow-from: {error}") from None
         os.environ["SMISK_ALLOW_FROM"] = text
+
+
+# Server limits reach every worker's ServerLimits.from_environ() through these variables.
+_LIMIT_VARIABLES = {
+    "max_body_size": "SMISK_MAX_BODY_SIZE",
+    "max_in_flight": "SMISK_MAX_REQUESTS_IN_FLIGHT",
+    "params_timeout": "SMISK_PARAMS_TIMEOUT",
+    "body_timeout": "SMISK_BODY_TIMEOUT",
+    "send_buffer": "SMISK_SEND_BUFFER",
+}
+
+
+def _apply_limits(options: argparse.Namespace) -> None:
+    """Hand the server-limit options to every worker (``smisk.limits.ServerLimits``)."""
+    for option, variable in _LIMIT_VARIABLES.items():
+        value = getattr(options, option)
+        if value is not None:
+            os.environ[variable] = str(value)
 
 
 def _split(values: list[str] | None, env_name: str) -> tuple[str, ...]:
@@ -339,6 +395,7 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
     _apply_allow_from(options.allow_from)
+    _apply_limits(options)
     allocator.tune(options.malloc_keep * allocator.MIB)  # forked workers inherit it
     listeners, http = _listeners(config, options.socket_mode, options.socket_owner)
     if config.supervised:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-__all__ = ["Network", "ServerLimits", "is_allowed", "parse_allow_from"]
+__all__ = ["Network", "ServerLimits", "is_allowed", "parse_allow_from", "parse_size"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -62,12 +63,12 @@ class ServerLimits:
         )
         if allowed:
             limits = replace(limits, allow_from=parse_allow_from(allowed))
-        numbers = {
+        numbers: dict[str, tuple[str, Callable[[str], Any]]] = {
             "SMISK_MAX_REQUESTS_IN_FLIGHT": ("max_requests", int),
-            "SMISK_MAX_BODY_SIZE": ("max_body_size", int),
+            "SMISK_MAX_BODY_SIZE": ("max_body_size", parse_size),
             "SMISK_PARAMS_TIMEOUT": ("params_timeout", float),
             "SMISK_BODY_TIMEOUT": ("body_timeout", float),
-            "SMISK_SEND_BUFFER": ("send_buffer", int),
+            "SMISK_SEND_BUFFER": ("send_buffer", parse_size),
         }
         for variable, (field, kind) in numbers.items():
             if env.get(variable):
@@ -76,6 +77,19 @@ class ServerLimits:
                 except ValueError:
                     raise ValueError(f"{variable}={env[variable]!r} is not a number") from None
         return limits
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"1048576"``, ``"512k"``, ``"10M"``, ``"1G"`` (also ``KiB``/``MB``...: all
+    binary multiples). Raises ``ValueError`` for anything else, negative sizes included."""
+    cleaned = text.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = cleaned.rstrip("kmg"), cleaned[len(cleaned.rstrip("kmg")) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with k, M or G)")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def parse_allow_from(text: str) -> tuple[Network, ...]:

@@ -5,12 +5,14 @@ on serving."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
-from smisk.limits import ServerLimits
+from smisk.limits import ServerLimits, parse_size
 from smisk.protocol.records import encode_record
 from tests.hardening.conftest import MakeServer
+from tests.serve.support import ServeProcess, write_app
 from tests.support.fcgi_client import (
     PARAMS,
     STDIN,
@@ -149,3 +151,33 @@ def test_small_header_block_is_not_logged(
     with FastCGIClient(served.addresses[0]) as client:
         client.request(params=uri("/big?size=100000"))
     assert "header block" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1048576), ("512k", 512 * 1024), ("10M", 10 * 1024**2), ("1G", 1024**3),
+     ("64KiB", 64 * 1024), ("2mb", 2 * 1024**2), ("0", 0)],
+)  # fmt: skip
+def test_sizes_take_binary_suffixes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+    assert ServerLimits.from_environ({"SMISK_MAX_BODY_SIZE": text}).max_body_size == size
+
+
+@pytest.mark.parametrize("text", ["", "k", "-1", "1T", "1.5M", "10 M", "lots"])
+def test_bad_sizes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+def test_smisk_serve_limit_options_reach_the_workers(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    sock = str(tmp_path / "app.sock")
+    argv = ["app:App", "--bind", f"unix:{sock}", "--workers", "2", "--max-body-size", "1k"]
+    with ServeProcess(argv, tmp_path) as server:
+        server.wait_for("ready: 2 workers")
+        for size, status in ((1024, b"200"), (1025, b"413")):
+            with FastCGIClient(sock, timeout=30) as client:
+                params = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(size)} | uri("/")
+                response = client.request(params=params, body=b"x" * size)
+            headers, body = response.split()
+            assert headers.get("status", "200").split()[0].encode() == status, body

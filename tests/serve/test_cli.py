@@ -82,6 +82,11 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
         "SMISK_REQUEST_TIMEOUT": "9",
         "SMISK_RELOAD": "1",
         "SMISK_MALLOC_KEEP": "16",
+        "SMISK_MAX_BODY_SIZE": "10M",
+        "SMISK_MAX_REQUESTS_IN_FLIGHT": "99",
+        "SMISK_PARAMS_TIMEOUT": "4",
+        "SMISK_BODY_TIMEOUT": "6.5",
+        "SMISK_SEND_BUFFER": "256k",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -95,6 +100,8 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
     assert (config.access_log, config.status_path) == ("json", "/status")
     assert (config.slow_request_timeout, config.request_timeout, config.reload) == (3, 9, True)
     assert options.malloc_keep == 16
+    assert (options.max_body_size, options.max_in_flight) == (10 * 1024 * 1024, 99)
+    assert (options.params_timeout, options.body_timeout, options.send_buffer) == (4, 6.5, 262144)
     # the command line wins over the environment
     options = build_parser().parse_args(["--workers", "2", "--bind", ":6000", "other:App"])
     config = config_from(options)
