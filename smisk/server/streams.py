@@ -92,7 +92,8 @@ class BodyStream:
                 self._waiter = None
 
     async def read(self, n: int = -1) -> bytes:
-        """Return up to ``n`` bytes (all that remain when ``n`` < 0); b"" only at the end."""
+        """Return up to ``n`` bytes (all that remain when ``n`` < 0): as much of what has
+        arrived as fits, waiting only while nothing has; b"" only at the end."""
         if n < 0:
             return await self.read_all()
         if n == 0:
@@ -100,13 +101,29 @@ class BodyStream:
         await self._wait()
         if not self._chunks:
             return b""
-        chunk = self._chunks.popleft()
-        if len(chunk) > n:
-            rest = chunk if type(chunk) is memoryview else memoryview(chunk)
-            self._chunks.appendleft(rest[n:])  # the rest stays a view: nothing is copied twice
-            chunk = rest[:n]
-        self._consumed(len(chunk))
-        return chunk if type(chunk) is bytes else bytes(chunk)
+        parts, size = self._take(n)
+        self._consumed(size)
+        if len(parts) == 1:
+            part = parts[0]
+            return part if type(part) is bytes else bytes(part)
+        return b"".join(parts)
+
+    def _take(self, n: int) -> tuple[list[Content], int]:
+        """Up to ``n`` bytes from the front of the buffered chunks; the rest of a chunk that
+        does not fit stays in front, as a view (nothing is copied twice)."""
+        chunks, size = self._chunks, 0
+        parts: list[Content] = []
+        while chunks and size < n:
+            chunk = chunks[0]
+            room = n - size
+            if len(chunk) > room:
+                view = chunk if type(chunk) is memoryview else memoryview(chunk)
+                chunks[0] = view[room:]
+                parts.append(view[:room])
+                return parts, n
+            parts.append(chunks.popleft())
+            size += len(chunk)
+        return parts, size
 
     async def read_all(self) -> bytes:
         """Return every remaining byte (waits for the end of the stream)."""

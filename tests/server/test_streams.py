@@ -21,10 +21,9 @@ async def test_read_returns_bytes_for_fed_views_and_releases_credit() -> None:
     stream.feed(b"tail")
     first = await stream.read(20)
     assert type(first) is bytes and first == chunk[10:30]
-    rest = await stream.read(100)
-    assert type(rest) is bytes and rest == chunk[30:60]
-    assert await stream.read(100) == b"tail"
-    assert released == [20, 30, 4] and stream.buffered == 0
+    rest = await stream.read(100)  # what has arrived, across chunks, up to the size asked
+    assert type(rest) is bytes and rest == chunk[30:60] + b"tail"
+    assert released == [20, 34] and stream.buffered == 0
 
 
 async def test_partial_reads_of_a_bytes_chunk_return_every_byte_once() -> None:
@@ -54,6 +53,16 @@ async def test_read_all_joins_views_and_bytes_as_they_arrive() -> None:
     body = await reader
     assert type(body) is bytes and body == chunk[:8192] + b"middle" + chunk[8192:]
     assert sum(released) == len(body) and stream.buffered == 0
+
+
+async def test_a_read_spanning_chunks_stops_at_its_size() -> None:
+    stream, released = _stream()
+    for piece in (b"aaaa", memoryview(b"bbbbbbbb"), b"cccc"):
+        stream.feed(piece)
+    assert await stream.read(10) == b"aaaabbbbbb"
+    assert await stream.read(3) == b"bbc"
+    assert await stream.read(100) == b"ccc"
+    assert released == [10, 3, 3]
 
 
 async def test_read_all_after_a_partial_read() -> None:
