@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream"]
 
-READ_CHUNK = 256 * 1024  # bytes fetched from the loop per hand-off (at most)
+READ_CHUNK = 64 * 1024  # bytes fetched from the loop per hand-off (at most)
 
 
 class _Sink:
