@@ -242,6 +242,9 @@ async def _worker_main(
         status.send(f"ERROR the application failed to start: {type(error).__name__}: {error}")
         return EXIT_START_FAILED
     _worker_signals(asyncio.get_running_loop(), embedded)
+    # A worker forked by the supervisor starts with these blocked (Supervisor._spawn): what
+    # arrived meanwhile is delivered now, to the handlers just installed.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)
     # What is loaded by now (modules, the app) lives as long as the worker: moved out of the
     # cyclic collector's generations, it is not traversed again by every collection.
     gc.collect()
@@ -441,10 +444,18 @@ class Supervisor:
     def _spawn(self, target: Any, generation: int) -> None:
         slot = self.counters.claim() if self.counters is not None else None
         status_r, status_w = os.pipe()
-        pid = os.fork()
+        # Blocked across fork(): a signal sent to the new worker before it has handlers of its
+        # own waits for them (_worker_main unblocks) instead of reaching the supervisor's.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
             os.close(status_r)
             self._become_worker(target, status_w, slot)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(status_w)
         os.set_blocking(status_r, False)
         if slot is not None and self.counters is not None:

@@ -318,3 +318,33 @@ def test_the_upload_file_of_a_killed_worker_is_removed(tmp_path: Path) -> None:
         assert fcgi_get(sock, "/") == "0 file(s)\n"  # and the service goes on
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+SLOW_START_APP = """
+import time
+from smisk.core import Application
+
+class SlowStart(Application):
+    def application_will_start(self):
+        time.sleep(1.5)
+
+    def service(self):
+        self.response("ok")
+"""
+
+
+def test_a_signal_before_the_worker_is_ready_is_handled_gracefully(tmp_path: Path) -> None:
+    """SIGTERM to a worker still starting waits for the worker's own handlers (a graceful
+    stop, exit status 0) instead of meeting the default action or the supervisor's handler."""
+    (tmp_path / "slowstart.py").write_text(SLOW_START_APP)
+    sock = str(tmp_path / "app.sock")
+    with ServeProcess(
+        ["slowstart:SlowStart", "--bind", f"unix:{sock}", "--workers", "2"], tmp_path
+    ) as server:
+        first = worker_pids(server, 2)
+        victim = min(first)
+        subprocess.run(["kill", "-TERM", str(victim)], check=True)  # while it sleeps in start-up
+        server.wait_for(rf"worker {victim} died \(exit status 0\); restarting")
+        server.wait_for("ready: 2 workers")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
