@@ -222,12 +222,14 @@ class Response(_Sink):
         return data
 
     def flush(self) -> None:
-        """Send buffered output now. Threads wait for the client; on the loop it is queued."""
+        """Send buffered output now. A thread waits once the client is behind (see
+        ``RequestCycle.post``); on the loop it is queued."""
         data = self._take_pending()
         if not data or self._cycle is None or self._channel is None:
             return
         if self._channel.threaded:
-            self._channel.block(self._cycle.write, data)
+            if not self._cycle.post(data):  # the client is behind: wait for it
+                self._channel.block(self._cycle.write, data)
         else:
             self._cycle.write_nowait(data)
 

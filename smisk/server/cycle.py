@@ -28,6 +28,11 @@ Handler = Callable[["RequestCycle"], Awaitable[None]]
 # write() cannot park more than about this much in the transport's buffer. The slices are views
 # of the caller's data: they add no memory and no copy.
 WRITE_SLICE = 256 * 1024
+# Bytes a handler thread may hand to the loop without waiting for them to be taken (``post``):
+# what a unix-socket connection's send buffer holds (Linux doubles the 1 MiB SO_SNDBUF smisk
+# asks for), so a response of that size costs the thread no round trip. Above it, or while the
+# transport is paused for a slow client, the thread waits.
+THREAD_WRITE_WINDOW = 2 * 1024 * 1024
 
 _FALLBACK_500 = (
     b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
@@ -49,9 +54,11 @@ class RequestCycle:
         "on_abort",
         "output_started",
         "params",
+        "posted",
         "protocol",
         "request_id",
         "role",
+        "taken",
         "task",
     )
 
@@ -81,6 +88,10 @@ class RequestCycle:
         # Called instead of cancelling the task on abort/disconnect, for handlers that tell
         # their application first (ASGI's http.disconnect) and cancel later themselves.
         self.on_abort: Callable[[], None] | None = None
+        # Bytes posted by the handler thread and taken by the loop: each counter has one
+        # writer, so their difference needs no lock.
+        self.posted = 0
+        self.taken = 0
 
     @property
     def is_active(self) -> bool:
@@ -117,6 +128,24 @@ class RequestCycle:
             self._check_writable()
             self.protocol.send_stdout(self.request_id, view[start : start + WRITE_SLICE])
             await self.protocol.drain()
+
+    def post(self, data: bytes) -> bool:
+        """From a handler thread: hand ``data`` to the loop without waiting, while the client
+        keeps up (transport not paused, under ``THREAD_WRITE_WINDOW`` bytes handed over and not
+        yet taken). False when the thread must wait instead (``write``). Raises ClientGone
+        once the request can take no more output."""
+        self._check_writable()
+        size = len(data)
+        if self.protocol.writing_paused or self.posted - self.taken + size > THREAD_WRITE_WINDOW:
+            return False
+        self.posted += size
+        self.protocol.loop.call_soon_threadsafe(self._take_posted, data)
+        return True
+
+    def _take_posted(self, data: bytes) -> None:
+        self.taken += len(data)
+        if self.is_active:  # else the thread's next write raises ClientGone
+            self.write_nowait(data)
 
     def write_nowait(self, data: bytes) -> None:
         """Queue ``data`` as STDOUT without waiting for the transport (small writes only)."""

@@ -345,6 +345,11 @@ class FastCGIProtocol(asyncio.Protocol):
         self._drain_waiters.append(waiter)
         await waiter
 
+    @property
+    def writing_paused(self) -> bool:
+        """True while the transport holds more than its high-water mark for this peer."""
+        return self._writing_paused
+
     def pause_writing(self) -> None:
         self._writing_paused = True
 
