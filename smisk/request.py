@@ -37,6 +37,14 @@ URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MULTIPART_MAX_PARTS = 1000  # parts per multipart body: bounds the work one request can cause
 MULTIPART_MAX_FIELD = 10 * 1024 * 1024  # bytes of one non-file field held in memory
+# The limits a request copies from its application's template request (``app.request`` outside
+# a request, set e.g. in ``application_will_start``).
+LIMIT_ATTRIBUTES = (
+    "max_formdata_size",
+    "max_multipart_size",
+    "max_multipart_parts",
+    "max_multipart_field_size",
+)
 PARSE_CHUNK = 256 * 1024  # bytes read from the body per parser step
 
 
@@ -109,6 +117,8 @@ class Request:
 
     max_multipart_size: int = 2147483648  # 2 GB; < 0 disables the limit, 0 disables parsing
     max_formdata_size: int = 10737418  # ~10 MB; 0 disables parsing
+    max_multipart_parts: int = MULTIPART_MAX_PARTS  # parts per multipart body
+    max_multipart_field_size: int = MULTIPART_MAX_FIELD  # bytes of one non-file field
 
     _cycle: RequestCycle | None = None
     _app: Application | None = None
@@ -280,8 +290,11 @@ class Request:
         self._multipart = MultipartParser(
             options["boundary"].encode("latin-1", "replace"),
             max_size=limit,
-            max_parts=MULTIPART_MAX_PARTS,
-            max_field_size=min(MULTIPART_MAX_FIELD, self.max_formdata_size or MULTIPART_MAX_FIELD),
+            max_parts=self.max_multipart_parts,
+            max_field_size=min(
+                self.max_multipart_field_size,
+                self.max_formdata_size or self.max_multipart_field_size,
+            ),
             spool_dir=None,
             charset=self.charset,
         )

@@ -25,7 +25,7 @@ from smisk import allocator
 from smisk.application import Application
 from smisk.channel import Channel
 from smisk.context import current_app, current_request, current_response
-from smisk.request import Request
+from smisk.request import LIMIT_ATTRIBUTES, Request
 from smisk.response import Response
 from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
 from smisk.server import inherited_listener as _inherited_listener
@@ -65,8 +65,8 @@ class ApplicationHandler:
         request, response = app.request_class(), app.response_class()
         template = app._template_request
         if template is not None:
-            request.max_formdata_size = template.max_formdata_size
-            request.max_multipart_size = template.max_multipart_size
+            for name in LIMIT_ATTRIBUTES:
+                setattr(request, name, getattr(template, name))
         request._attach(cycle, app, channel)
         response._attach(cycle, app, channel, request)
         return request, response

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smisk.core import Application
 from smisk.forms import (
     FormError,
     MultipartParser,
@@ -20,6 +21,9 @@ from smisk.forms import (
     parse_content_type,
     sanitize_filename,
 )
+from smisk.serving import ApplicationHandler
+from tests.support.fcgi_client import FastCGIClient
+from tests.support.serving import ServerThread
 
 BOUNDARY = b"----smiskB0undary"
 
@@ -460,3 +464,42 @@ def test_urlencoded_empty_and_latin1_fallback() -> None:
     strict.feed(b"name=%E5%E4%F6")
     with pytest.raises(UnicodeDecodeError):
         strict.close()
+
+
+class _PartsApp(Application):
+    def service(self) -> None:
+        self.response.headers = ["Content-Type: text/plain"]
+        self.response(",".join(sorted(self.request.post)))
+
+
+def _post_multipart(sock: str, fields: dict[str, str]) -> tuple[str, bytes]:
+    boundary = "xYzZy"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    body = ("".join(parts) + f"--{boundary}--\r\n").encode()
+    params = {
+        "REQUEST_METHOD": "POST",
+        "REQUEST_URI": "/",
+        "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    with FastCGIClient(sock, timeout=10) as client:
+        headers, answer = client.request(params=params, body=body).split()
+    return headers.get("status", "200").split()[0], answer
+
+
+def test_multipart_part_and_field_limits_come_from_the_request_template(tmp_path: Path) -> None:
+    app = _PartsApp()
+    app.request.max_multipart_parts = 2  # the template every request copies its limits from
+    app.request.max_multipart_field_size = 5
+    sock = str(tmp_path / "app.sock")
+    handler = ApplicationHandler(app)
+    try:
+        with ServerThread(handler, [sock]):
+            assert _post_multipart(sock, {"a": "12345", "b": "x"}) == ("200", b"a,b")
+            assert _post_multipart(sock, {"a": "1", "b": "2", "c": "3"})[0] == "413"
+            assert _post_multipart(sock, {"a": "123456"})[0] == "413"
+    finally:
+        handler.close()
