@@ -7,12 +7,10 @@ and Quart apps plug in the same way: pass the application object to ``main``.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from typing import Any
 
-from smisk.interfaces import make_handler, start_handler, stop_handler
-from smisk.server import Server, bind_listener
+import smisk
 
 Scope = dict[str, Any]
 state: dict[str, Any] = {"started": False}
@@ -49,17 +47,9 @@ async def application(scope: Scope, receive: Any, send: Any) -> None:
 async def main(app: Any, address: str) -> None:
     """Serve ``app`` on ``address`` until SIGTERM or SIGINT; lifespan startup runs first (a
     failing startup stops here), shutdown after the server closed."""
-    handler = make_handler(app)
-    await start_handler(handler)
-    server = Server(handler)
-    await server.start([bind_listener(address)])
-    print("READY", server.addresses[0], flush=True)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.close()
-    await stop_handler(handler)
+    async with smisk.serve(app, bind=address, interface="asgi", handle_signals=True) as server:
+        print("READY", server.addresses[0], flush=True)
+        await server.wait_stopped()
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ Run: ``python examples/wsgi_app.py 127.0.0.1:5000`` (or ``unix:/path``). Any WSG
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from smisk.interfaces import make_handler, start_handler, stop_handler
-from smisk.server import Server, bind_listener
+import smisk
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -30,17 +28,9 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
 
 async def main(app: Any, address: str) -> None:
     """Serve ``app`` on ``address`` until SIGTERM or SIGINT, then stop gracefully."""
-    handler = make_handler(app)
-    await start_handler(handler)
-    server = Server(handler)
-    await server.start([bind_listener(address)])
-    print("READY", server.addresses[0], flush=True)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.close()
-    await stop_handler(handler)
+    async with smisk.serve(app, bind=address, interface="wsgi", handle_signals=True) as server:
+        print("READY", server.addresses[0], flush=True)
+        await server.wait_stopped()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Rules: no effect, and no error, where the C library is not glibc.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import platform
@@ -44,6 +43,8 @@ _INT_MAX = 2**31 - 1
 def _mallopt() -> Callable[[int, int], int] | None:
     if platform.libc_ver()[0] != "glibc":
         return None
+    import ctypes  # here, not at import: programs that never tune do not load it
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

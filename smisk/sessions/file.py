@@ -166,7 +166,7 @@ class FileSessionStore(SessionStore):
 
     async def _lock_file(self, path: str, deadline: float) -> int:
         loop = asyncio.get_running_loop()
-        if self.__dict__.get("_checked_directory") != self.directory:
+        if not self._directory_checked():
             await loop.run_in_executor(None, self._ensure_directory)
         pause = LOCK_POLL_FIRST
         while True:
@@ -228,11 +228,14 @@ class FileSessionStore(SessionStore):
             return 0
         return 1
 
+    def _directory_checked(self) -> bool:
+        return bool(self.__dict__.get("_checked_directory") == self.directory)
+
     def _ensure_directory(self) -> None:
         """Create the directory (0700) on first write; refuse one others could swap files in."""
-        directory = self.directory
-        if self.__dict__.get("_checked_directory") == directory:
+        if self._directory_checked():
             return
+        directory = self.directory
         os.makedirs(directory, mode=0o700, exist_ok=True)
         mode = os.stat(directory).st_mode
         if mode & 0o022 and not mode & stat.S_ISVTX:
