@@ -17,13 +17,13 @@ import statistics
 import time
 from typing import Any
 
-from smisk import allocator
 from smisk.codec import encode_params
 from smisk.core import Application
 from smisk.protocol.records import encode_record
+from smisk.runtime import allocator
+from smisk.runtime.handler import ApplicationHandler
 from smisk.server import Server
 from smisk.server.protocol import FastCGIProtocol
-from smisk.serving import ApplicationHandler
 
 NGINX_PARAMS = {
     "QUERY_STRING": "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import smisk.embed
+import smisk.runtime.embed
 from smisk.core import Application
 
 
@@ -36,7 +36,7 @@ async def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)  # the host owns its signals
     beating = asyncio.create_task(heartbeat())
-    async with smisk.embed.serve(Hello, bind="127.0.0.1:0") as server:
+    async with smisk.runtime.embed.serve(Hello, bind="127.0.0.1:0") as server:
         print("READY", server.addresses[0], flush=True)
         await stop.wait()
     beating.cancel()

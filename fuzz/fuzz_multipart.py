@@ -17,7 +17,7 @@ import atheris
 from _harness import cuts, instrumented, main
 
 with instrumented():
-    from smisk.forms import FormError, MultipartParser
+    from smisk.core.forms import FormError, MultipartParser
 
 SPOOL = tempfile.mkdtemp(prefix="smisk-fuzz-multipart-")
 BOUNDARIES = [b"b", b"XyZ", b"--", b"a b", b"0123456789" * 7]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzz URL parsing and formatting (``smisk.url.URL``).
+"""Fuzz URL parsing and formatting (``smisk.core.url.URL``).
 
 Checks: parsing never raises; ``port`` is an int; ``str(url)`` never raises; a URL parsed from
 its own string form formats the same again (formatting is a fixed point after one round).
@@ -13,7 +13,7 @@ import atheris
 from _harness import instrumented, main
 
 with instrumented():
-    from smisk.url import URL
+    from smisk.core.url import URL
 
 
 def test_one_input(data: bytes) -> None:

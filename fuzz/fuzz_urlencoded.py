@@ -16,8 +16,8 @@ from _harness import cuts, instrumented, main
 with instrumented():
     from _differential import same_outcome
 
-    from smisk.cookies import parse_cookies
-    from smisk.forms import RequestEntityTooLarge, UrlEncodedParser
+    from smisk.core.cookies import parse_cookies
+    from smisk.core.forms import RequestEntityTooLarge, UrlEncodedParser
 
 CHARSETS = ["utf-8", "latin-1", "cp1252", "utf-16", "bogus", None]
 

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from smisk import allocator
 from smisk._version import __version__
-from smisk.limits import parse_size
-from smisk.reload import AppImporter, ImportFailed
+from smisk.runtime import allocator
+from smisk.runtime.reload import AppImporter, ImportFailed
+from smisk.runtime.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
 from smisk.server import Listener, bind_listener, inherited_listener
-from smisk.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
+from smisk.server.limits import parse_size
 
 __all__ = ["build_parser", "config_from", "load_app", "main", "version_text"]
 
@@ -261,7 +261,7 @@ _octal.__name__ = "octal mode"
 
 def _apply_allow_from(values: list[str] | None) -> None:
     """Check ``--allow-from`` and hand it to every worker's server through SMISK_ALLOW_FROM."""
-    from smisk.limits import parse_allow_from
+    from smisk.server.limits import parse_allow_from
 
     text = ",".join(values or [])
     if text:
@@ -283,7 +283,7 @@ _LIMIT_VARIABLES = {
 
 
 def _apply_limits(options: argparse.Namespace) -> None:
-    """Hand the server-limit options to every worker (``smisk.limits.ServerLimits``)."""
+    """Hand the server-limit options to every worker (``smisk.server.limits.ServerLimits``)."""
     for option, variable in _LIMIT_VARIABLES.items():
         value = getattr(options, option)
         if value is not None:
@@ -327,7 +327,7 @@ def interface_of(requested: str, target: Any) -> str:
     """The interface to serve ``target`` through (``--interface``; ``auto`` detects it)."""
     if requested != "auto" or target is None:
         return requested
-    from smisk.interfaces import detect_interface
+    from smisk.runtime.interfaces import detect_interface
 
     try:
         return detect_interface(target)
@@ -337,7 +337,7 @@ def interface_of(requested: str, target: Any) -> str:
 
 def load_app(spec: str) -> Any:
     """Import ``MODULE:ATTR`` and return an Application instance."""
-    from smisk.embed import instantiate
+    from smisk.runtime.embed import instantiate
 
     try:
         return instantiate(AppImporter(spec).load())
@@ -357,7 +357,7 @@ def version_text() -> str:
 
 
 def _check_target(spec: str, target: Any) -> None:
-    from smisk.application import Application
+    from smisk.core.application import Application
 
     if isinstance(target, Application) or callable(target):
         return

@@ -1,4 +1,4 @@
-"""Allocator settings (smisk.allocator): freed request-sized memory stays for reuse."""
+"""Allocator settings (smisk.runtime.allocator): freed request-sized memory stays for reuse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smisk import allocator
+from smisk.runtime import allocator
 from tests.serve.support import ServeProcess, fcgi_get, smisk_env
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -48,7 +48,9 @@ def probe(setup: str, **env: str) -> str:
 
 
 def test_tuned_process_keeps_freed_blocks_for_reuse() -> None:
-    out = probe("from smisk import allocator\nprint(allocator.tune(), heap_after_large_blocks())")
+    out = probe(
+        "from smisk.runtime import allocator\nprint(allocator.tune(), heap_after_large_blocks())"
+    )
     applied, heap = out.split()
     assert applied == "True"
     assert int(heap) >= KEPT
@@ -59,7 +61,9 @@ def test_default_process_gives_them_back() -> None:
 
 
 def test_glibc_variables_win() -> None:
-    setup = "from smisk import allocator\nprint(allocator.tune(), heap_after_large_blocks())"
+    setup = (
+        "from smisk.runtime import allocator\nprint(allocator.tune(), heap_after_large_blocks())"
+    )
     applied, heap = probe(setup, MALLOC_TRIM_THRESHOLD_="131072").split()
     assert applied == "False"
     assert int(heap) < KEPT
@@ -109,8 +113,8 @@ class _Started(Exception):
 def test_application_run_tunes_with_smisk_malloc_keep(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from smisk import serving
     from smisk.core import Application, bind, unbind
+    from smisk.runtime import handler as serving
 
     asked: list[int] = []
 

@@ -1,13 +1,14 @@
 """DESIGN.md's import rules, checked by parsing every module under ``smisk/`` with ``ast``.
 
+Imports point down only, through these layers (lowest first): the codec, ``protocol``,
+``server``, ``core`` with ``sessions``, ``adapters``, ``runtime``, and the entry points (``cli``,
+``probe``, the root package and its public aliases). A module may import its own layer and any
+layer below; imports under ``if TYPE_CHECKING:`` and inside functions count the same. The one
+exception is ``Application.run()``, which reaches ``smisk.runtime.handler`` at call time.
+
 - ``smisk/protocol`` imports only the standard library, ``smisk.codec`` and ``smisk.protocol``;
   never asyncio or sockets, not even for type hints.
 - ``smisk/_codec_py.py`` imports only the standard library.
-- Only ``smisk/server``, the serve layer (``smisk/cli.py``, ``smisk/application.py``,
-  ``smisk/serve*.py``/``smisk/serving*.py``, ``smisk/workers.py``, ``smisk/embed.py``,
-  ``smisk/devhttp.py``) and the interface adapters (``smisk/wsgi.py``, ``smisk/asgi.py``,
-  ``smisk/interfaces.py``) import ``smisk.server`` when running. Imports under
-  ``if TYPE_CHECKING:`` are exempt from this rule only: they never load the server.
 
 Relative imports, ``from smisk import server`` and ``importlib.import_module("...")`` with a
 literal name all count.
@@ -16,7 +17,6 @@ literal name all count.
 from __future__ import annotations
 
 import ast
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +26,26 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "smisk"
 STDLIB = frozenset(sys.stdlib_module_names)
 NO_IO_IN_PROTOCOL = frozenset({"asyncio", "socket", "selectors", "ssl"})
-SERVER_IMPORTERS = re.compile(
-    r"(server/.*|cli\.py|application\.py|serv(e|ing)\w*\.py|workers\.py|embed\.py|devhttp\.py"
-    r"|wsgi\.py|asgi\.py|interfaces\.py)"
+# Lowest first; a module belongs to the layer of its longest matching prefix.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("smisk._version", "smisk._build", "smisk.codec", "smisk._codec", "smisk._codec_py"),
+    ("smisk.protocol",),
+    ("smisk.server",),
+    ("smisk.core", "smisk.sessions"),
+    ("smisk.adapters",),
+    ("smisk.runtime",),
+    (
+        "smisk",
+        "smisk.cli",
+        "smisk.probe",
+        "smisk.wsgi",
+        "smisk.asgi",
+        "smisk.util",
+        "smisk.serialization",
+    ),
 )
+# (importer, imported): upward imports the design allows, each made inside a function.
+ALLOWED_UPWARD = frozenset({("smisk.core.application", "smisk.runtime.handler")})
 
 
 @dataclass(frozen=True)
@@ -127,10 +143,28 @@ def stdlib_only_violations(imports: list[Import]) -> list[Import]:
     return [i for i in imports if not is_stdlib(i.target)]
 
 
-def server_violations(relative_path: str, imports: list[Import]) -> list[Import]:
-    if SERVER_IMPORTERS.fullmatch(relative_path):
-        return []
-    return [i for i in imports if is_under(i.target, "smisk.server") and not i.type_checking]
+def layer_of(name: str) -> int:
+    """The index in ``LAYERS`` of the module ``name`` (a smisk module)."""
+    best, rank = "", -1
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if is_under(name, prefix) and len(prefix) > len(best):
+                best, rank = prefix, index
+    if rank < 0:
+        raise ValueError(f"{name} is in no layer: add it to LAYERS")
+    return rank
+
+
+def upward_violations(current: str, imports: list[Import]) -> list[Import]:
+    """Imports of ``current`` that reach a higher layer than its own."""
+    own = layer_of(current)
+    return [
+        i
+        for i in imports
+        if is_under(i.target, "smisk")
+        and layer_of(i.target) > own
+        and (current, i.target) not in ALLOWED_UPWARD
+    ]
 
 
 # -- the package --------------------------------------------------------------------------------
@@ -145,7 +179,7 @@ class Module:
 
 def _load_modules() -> list[Module]:
     paths = sorted(PACKAGE_ROOT.rglob("*.py"))
-    known = {module_name(p, PACKAGE_ROOT) for p in paths}
+    known = {module_name(p, PACKAGE_ROOT) for p in paths} | {"smisk._codec"}  # the C extension
     modules = []
     for path in paths:
         name = module_name(path, PACKAGE_ROOT)
@@ -184,9 +218,44 @@ def test_python_codec_imports_only_stdlib(module: Module) -> None:
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.path)
-def test_only_the_top_layers_import_the_server(module: Module) -> None:
-    bad = server_violations(module.path, module.imports)
+def test_imports_point_down_only(module: Module) -> None:
+    bad = upward_violations(module.name, module.imports)
     assert not bad, _report(module, bad)
+
+
+def test_the_allowed_upward_imports_are_made_at_call_time() -> None:
+    by_name = {m.name: m for m in MODULES}
+    for importer, imported in ALLOWED_UPWARD:
+        source = (PACKAGE_ROOT.parent / (importer.replace(".", "/") + ".py")).read_text()
+        top_level = imports_of_module_level(source, importer)
+        assert imported not in top_level, f"{importer} imports {imported} at module level"
+        assert imported in [i.target for i in by_name[importer].imports], "stale exception"
+
+
+def imports_of_module_level(source: str, current: str) -> list[str]:
+    """The modules ``source`` imports outside any function or class body."""
+    tree = ast.parse(source)
+    nodes = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom | ast.If)]
+    found: list[str] = []
+    for node in nodes:
+        for inner in ast.walk(node):
+            found += _targets(inner, current, False, set())
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in MODULES:
+        layer_of(module.name)  # raises for a module outside every layer
+
+
+@pytest.mark.parametrize(
+    "package", ["protocol", "server", "core", "sessions", "adapters", "runtime"]
+)
+def test_each_layer_says_what_it_may_import(package: str) -> None:
+    doc = ast.get_docstring(ast.parse((PACKAGE_ROOT / package / "__init__.py").read_text()))
+    assert doc and "import" in doc.lower(), (
+        f"smisk/{package}/__init__.py must state its import rule"
+    )
 
 
 # -- the checker itself -------------------------------------------------------------------------
@@ -235,14 +304,24 @@ def test_checker_flags_what_it_should() -> None:
     assert not stdlib_only_violations(imports_of("from __future__ import annotations", "m"))
 
 
-def test_checker_server_rule() -> None:
-    runtime = imports_of("from smisk.server import Server", "smisk.request")
-    guarded = imports_of(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from smisk.server import S\n",
-        "smisk.request",
+def test_checker_layer_rule() -> None:
+    def upward(source: str, current: str) -> list[Import]:
+        return upward_violations(current, imports_of(source, current, known=KNOWN))
+
+    guarded = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from smisk.runtime import x\n"
     )
-    assert server_violations("request.py", runtime)
-    assert not server_violations("request.py", guarded)
-    for allowed in ("cli.py", "application.py", "serve.py", "serving.py", "server/cycle.py"):
-        assert not server_violations(allowed, runtime)
-    assert server_violations("sessions/server_store.py", runtime)
+    assert upward("from smisk.server import Server", "smisk.core.http_request") == []
+    assert upward("from smisk.runtime.handler import A", "smisk.core.http_request")
+    assert upward(guarded, "smisk.core.http_request")
+    assert upward("def f():\n    import smisk.runtime.embed", "smisk.adapters.wsgi")
+    assert upward("from smisk.core import Request", "smisk.server.cycle")
+    assert upward("import smisk.sessions", "smisk.protocol.records")
+    assert upward("import smisk.sessions", "smisk.core.http_request") == []  # same layer
+    assert upward("from smisk.core.frontend import split_path", "smisk.adapters.asgi") == []
+    assert upward("import smisk.runtime.handler", "smisk.core.application") == []  # allowed
+    assert upward("import smisk.runtime.embed", "smisk.core.application")
+    assert upward("from smisk.runtime import embed", "smisk.cli") == []
+    assert layer_of("smisk.sessions.file") == layer_of("smisk.core.url")
+    with pytest.raises(ValueError):
+        layer_of("elsewhere.module")

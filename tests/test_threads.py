@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from smisk.threads import HandlerThreads
+from smisk.server.threads import HandlerThreads
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
 

@@ -1,7 +1,9 @@
-"""The classic ``smisk.core`` namespace: ``from smisk.core import Application, URL, ...``.
+"""The classic API, what a Request is: Application, Request, Response, Stream, URL, forms,
+cookies, error pages, the current-request proxies and the front-end normalisation of params.
 
-``SessionStore`` and ``FileSessionStore`` come from ``smisk.sessions`` on first use, so importing
-``smisk.core`` does not load the session stores.
+Rules: imports ``server``, ``protocol``, ``codec`` and its sibling ``sessions``; never
+``adapters`` or ``runtime`` (``Application.run()`` reaches the runtime at call time only).
+``SessionStore`` and ``FileSessionStore`` come from ``smisk.sessions`` on first use.
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from smisk._build import __build__
-from smisk._hash import object_hash
-from smisk.application import Application
 from smisk.codec import pack, uid
-from smisk.context import app, request, response
-from smisk.errors import Error, InvalidSessionError, IOError
-from smisk.request import Request
-from smisk.response import Response
-from smisk.serving import bind, listening, unbind
-from smisk.stream import Stream
-from smisk.url import URL
+from smisk.core.application import Application
+from smisk.core.context import app, request, response
+from smisk.core.errors import Error, InvalidSessionError, IOError
+from smisk.core.hashing import object_hash
+from smisk.core.http_request import Request
+from smisk.core.http_response import Response
+from smisk.core.listen import bind, listening, unbind
+from smisk.core.stream import Stream
+from smisk.core.url import URL
 
 from . import xml
 

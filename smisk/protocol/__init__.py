@@ -1,6 +1,7 @@
-"""Sans-IO FastCGI 1.0: records, name-value pairs and per-request state.
+"""Sans-IO FastCGI 1.0, the FastCGI bytes: records, name-value pairs, per-request state.
 
-Rules: bytes in, events out; never imports asyncio, sockets or anything above this package.
+Rules: bytes in, events out. Imports only the standard library and ``smisk.codec``; never
+asyncio, sockets or any other smisk layer.
 """
 
 from __future__ import annotations

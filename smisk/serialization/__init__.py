@@ -1,4 +1,4 @@
-"""Serialization helpers used by the classic documentation's examples (``smisk.serialization.json``)."""
+"""``smisk.serialization``: the classic package path of ``smisk.core.serialization``."""
 
 from __future__ import annotations
 

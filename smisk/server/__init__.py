@@ -1,7 +1,8 @@
-"""The asyncio shell: listeners, connections, request cycles, graceful close.
+"""The asyncio shell, the socket: listeners, connections, request cycles, flow control, limits,
+the handler thread pool and graceful close.
 
-Rules: the only package that touches sockets; it imports ``smisk.protocol`` and never the
-application layer.
+Rules: the only package that touches sockets. Imports ``smisk.protocol`` and ``smisk.codec``,
+never ``core``, ``sessions``, ``adapters`` or ``runtime``.
 """
 
 from __future__ import annotations

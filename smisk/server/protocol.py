@@ -31,7 +31,7 @@ from smisk.server.cycle import RequestCycle
 from smisk.server.streams import BodyStream, ClientGone
 
 if TYPE_CHECKING:
-    from smisk.limits import ServerLimits
+    from smisk.server.limits import ServerLimits
     from smisk.server.runner import Server
 
 __all__ = ["FastCGIProtocol"]

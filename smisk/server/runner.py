@@ -13,9 +13,9 @@ import os
 import socket
 from collections.abc import Iterable
 
-from smisk.limits import ServerLimits, is_allowed
 from smisk.protocol import Limits
 from smisk.server.cycle import Handler, RequestCycle
+from smisk.server.limits import ServerLimits, is_allowed
 from smisk.server.listener import Address, Listener
 from smisk.server.protocol import FastCGIProtocol
 

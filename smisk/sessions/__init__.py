@@ -1,13 +1,15 @@
-"""Sessions: stores and ids. ``request.session`` is driven by ``smisk.sessions.binding``.
+"""Sessions: stores (files, memory, Redis), ids, and the binding behind ``request.session``.
 
-``RedisSessionStore`` is imported on first use (it needs the ``smisk[redis]`` extra).
+Rules: one layer with ``smisk.core`` (a Request loads its session through ``binding``); imports
+``core``, ``server`` and below, never ``adapters`` or ``runtime``. ``RedisSessionStore`` is
+imported on first use (it needs the ``smisk[redis]`` extra).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from smisk.errors import InvalidSessionError, ServiceUnavailable
+from smisk.core.errors import InvalidSessionError, ServiceUnavailable
 from smisk.sessions.base import (
     CookiePolicy,
     JSONSerializer,

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from smisk.errors import InvalidSessionError, ServiceUnavailable
+from smisk.core.errors import InvalidSessionError, ServiceUnavailable
 
 __all__ = [
     "CookiePolicy",

@@ -17,14 +17,14 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from smisk.context import current_response
-from smisk.cookies import format_set_cookie
-from smisk.errors import InvalidSessionError, ServiceUnavailable
+from smisk.core.context import current_response
+from smisk.core.cookies import format_set_cookie
+from smisk.core.errors import InvalidSessionError, ServiceUnavailable
 from smisk.sessions.base import CookiePolicy
 from smisk.sessions.ids import check_id, is_valid_id, new_id
 
 if TYPE_CHECKING:
-    from smisk.request import Request
+    from smisk.core.http_request import Request
 
 __all__ = ["SessionBinding", "SessionCookieError", "SessionNotLoadedError"]
 

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from smisk.errors import InvalidSessionError
+from smisk.core.errors import InvalidSessionError
 from smisk.sessions.base import SessionStore
 from smisk.sessions.ids import check_id
 

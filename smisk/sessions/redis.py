@@ -17,7 +17,7 @@ from redis.asyncio.lock import Lock
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from smisk.errors import InvalidSessionError, ServiceUnavailable
+from smisk.core.errors import InvalidSessionError, ServiceUnavailable
 from smisk.sessions.base import SessionBusy, SessionStore
 from smisk.sessions.ids import check_id
 

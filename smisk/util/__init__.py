@@ -1,4 +1,4 @@
-"""Small, dependency-free helpers shared by the classic API (``smisk.util.objectproxy``)."""
+"""``smisk.util``: the classic package path of ``smisk.util.objectproxy`` (see ``smisk.core``)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from smisk.channel import BlockingCallOnLoopError
 from smisk.core import Application, Request, Response, app, request, response
+from smisk.core.channel import BlockingCallOnLoopError
 
 MODES = ("sync", "async")
 WAIT_LIMIT = 30.0  # seconds a route waits for the test to release it before giving up
@@ -519,7 +519,7 @@ def r_post_then_raw(a: TestApp) -> Any:
 
 
 def r_json(a: TestApp) -> Any:
-    from smisk.serialization.json import json_decode
+    from smisk.core.serialization.json import json_decode
 
     if a.is_async:
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from smisk.serving import ApplicationHandler
+from smisk.runtime.handler import ApplicationHandler
 from tests.app.apps import MODES, make_app
 from tests.support.fcgi_client import FastCGIClient
 from tests.support.nginx import (

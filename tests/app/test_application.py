@@ -16,7 +16,7 @@ import pytest
 import smisk
 import smisk.core
 from smisk.core import Application, Request, Response, bind, listening, unbind
-from smisk.serving import ApplicationHandler
+from smisk.runtime.handler import ApplicationHandler
 from tests.app.conftest import Web
 from tests.support.nginx import Nginx
 from tests.support.serving import ROOT, ServerThread

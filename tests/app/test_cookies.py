@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smisk import cookies
-from smisk.cookies import format_set_cookie, parse_cookies
+from smisk.core import cookies
+from smisk.core.cookies import format_set_cookie, parse_cookies
 
 NOW = 1_764_095_586.0  # Tue, 25 Nov 2025 18:33:06 GMT
 

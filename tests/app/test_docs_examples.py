@@ -23,7 +23,7 @@ import pytest
 
 import smisk
 import smisk.core
-from smisk.serving import ApplicationHandler
+from smisk.runtime.handler import ApplicationHandler
 from tests.support.nginx import Nginx
 from tests.support.serving import ROOT, ServerThread
 
@@ -213,7 +213,7 @@ def test_error_override_example(kind: str, tmp_path: Path) -> None:
 
 JSON_EXAMPLE = """
 from smisk.core import *
-from smisk.serialization.json import json_decode
+from smisk.core.serialization.json import json_decode
 class App(Application):
   def service(self):
     if request.env['REQUEST_METHOD'] == 'POST':
@@ -222,7 +222,7 @@ class App(Application):
 
 JSON_EXAMPLE_ASYNC = """
 from smisk.core import *
-from smisk.serialization.json import json_decode
+from smisk.core.serialization.json import json_decode
 class App(Application):
   async def service(self):
     if request.env['REQUEST_METHOD'] == 'POST':
@@ -358,8 +358,8 @@ def test_object_hash() -> None:
 
 
 def test_helper_modules_of_the_examples() -> None:
-    from smisk.serialization.json import json_decode, json_encode
-    from smisk.util.objectproxy import ObjectProxy
+    from smisk.core.objectproxy import ObjectProxy
+    from smisk.core.serialization.json import json_decode, json_encode
 
     assert json_decode(json_encode({"a": [1, "b"]})) == {"a": [1, "b"]}
     assert isinstance(smisk.core.app, ObjectProxy)

@@ -10,7 +10,7 @@ import pytest
 
 import smisk.core
 from smisk.core import Application
-from smisk.errorpage import error_fragment, error_page
+from smisk.core.errorpage import error_fragment, error_page
 from tests.app.conftest import Web
 
 SCRIPT = '<script>alert("x")</script>'

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smisk.core import Application
-from smisk.forms import (
+from smisk.core.forms import (
     FormError,
     MultipartParser,
     RequestEntityTooLarge,
@@ -21,7 +21,7 @@ from smisk.forms import (
     parse_content_type,
     sanitize_filename,
 )
-from smisk.serving import ApplicationHandler
+from smisk.runtime.handler import ApplicationHandler
 from tests.support.fcgi_client import FastCGIClient
 from tests.support.serving import ServerThread
 

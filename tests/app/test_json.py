@@ -1,4 +1,4 @@
-"""smisk.serialization.json as the documentation's examples use it."""
+"""smisk.core.serialization.json as the documentation's examples use it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smisk.serialization.json import json_decode, json_encode
+from smisk.core.serialization.json import json_decode, json_encode
 
 
 def test_documentation_example_body_decodes() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshal
 
-from smisk._hash import object_hash
+from smisk.core.hashing import object_hash
 
 
 class Unhashable:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from smisk.util.objectproxy import ObjectProxy
+from smisk.core.objectproxy import ObjectProxy
 
 
 class Target:
@@ -90,7 +90,7 @@ def test_repr_falls_back_when_the_getter_fails() -> None:
         raise LookupError("no current request")
 
     proxy = ObjectProxy(broken)
-    assert repr(proxy).startswith("<smisk.util.objectproxy.ObjectProxy object at 0x")
+    assert repr(proxy).startswith("<smisk.core.objectproxy.ObjectProxy object at 0x")
     with pytest.raises(LookupError):
         _ = proxy.anything
 

@@ -103,7 +103,7 @@ def test_url_from_request_uri_without_script_name(web: Web) -> None:
         (b"SCRIPT_NAME", b"/info"),  # routing needs it; the URL check below uses a 2nd request
     ]
     assert raw_info(web, params)["url_parts"][4] == "/info"
-    from smisk.request import _url_from_env
+    from smisk.core.http_request import _url_from_env
 
     url = _url_from_env({"REQUEST_URI": "/a%20b/c?x=1&y", "SERVER_NAME": "h"})
     assert (url.path, url.query) == ("/a b/c", "x=1&y")

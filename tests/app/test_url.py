@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smisk.url import URL
+from smisk.core.url import URL
 
 FIELDS = ("scheme", "user", "password", "host", "port", "path", "query", "fragment")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from smisk.limits import ServerLimits
+from smisk.server.limits import ServerLimits
 from tests.support import handlers
 from tests.support.serving import ServerThread
 

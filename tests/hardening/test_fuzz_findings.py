@@ -10,7 +10,7 @@ import os
 import pytest
 
 from smisk.codec import encode_params
-from smisk.forms import FormError, MultipartParser
+from smisk.core.forms import FormError, MultipartParser
 from smisk.protocol import FastCGIConnection, RemoteProtocolError
 from smisk.protocol.records import encode_record
 
@@ -85,7 +85,7 @@ def test_nul_in_a_charset_name_is_not_a_crash(value: str) -> None:
     """fuzz_multipart: a part header naming a charset with NUL in it (``name*=utf\\x00-8''...``)
     made ``bytes.decode`` raise ValueError out of the parser (a 500 instead of a parsed form).
     Now such a charset is unknown: the value is decoded as latin-1."""
-    from smisk.forms import parse_content_type
+    from smisk.core.forms import parse_content_type
 
     parse_content_type(value)  # never raises, as documented
 

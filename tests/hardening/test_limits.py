@@ -1,4 +1,4 @@
-"""Server-wide limits and timeouts (``smisk.limits.ServerLimits``): each refuses only the
+"""Server-wide limits and timeouts (``smisk.server.limits.ServerLimits``): each refuses only the
 request or connection that crossed it, with a clear status and a log line, and the server goes
 on serving."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from smisk.limits import ServerLimits, parse_size
 from smisk.protocol.records import encode_record
+from smisk.server.limits import ServerLimits, parse_size
 from tests.hardening.conftest import MakeServer
 from tests.serve.support import ServeProcess, write_app
 from tests.support.fcgi_client import (

@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smisk.cookies import parse_cookies
-from smisk.forms import FormError, MultipartParser, UrlEncodedParser
-from smisk.url import URL
+from smisk.core.cookies import parse_cookies
+from smisk.core.forms import FormError, MultipartParser, UrlEncodedParser
+from smisk.core.url import URL
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from smisk.application import Application
-from smisk.limits import ServerLimits, is_allowed, parse_allow_from
+from smisk.core.application import Application
+from smisk.runtime.handler import ApplicationHandler
 from smisk.server import bind_listener
-from smisk.serving import ApplicationHandler
+from smisk.server.limits import ServerLimits, is_allowed, parse_allow_from
 from smisk.sessions.ids import ID_ALPHABET, ID_LENGTH, InvalidSessionIdError, check_id, new_id
 from tests.hardening.conftest import MakeServer
 from tests.support.fcgi_client import ABORT, FastCGIClient, begin_record, params_records

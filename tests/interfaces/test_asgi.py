@@ -1,4 +1,4 @@
-"""smisk.asgi behind a real nginx: Starlette, and raw ASGI 3 applications for the corner cases."""
+"""smisk.adapters.asgi behind a real nginx: Starlette, and raw ASGI 3 applications for the corner cases."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from smisk.asgi import ASGIHandler, LifespanFailure
+from smisk.adapters.asgi import ASGIHandler, LifespanFailure
 from tests.interfaces import apps
 from tests.interfaces.client import read_streamed, read_then_leave
 from tests.interfaces.conftest import Front

@@ -9,11 +9,11 @@ import pytest
 from flask import Flask
 from starlette.applications import Starlette
 
-from smisk.asgi import ASGIHandler
+from smisk.adapters.asgi import ASGIHandler
+from smisk.adapters.wsgi import WSGIHandler
 from smisk.core import Application
-from smisk.interfaces import detect_interface, make_handler, start_handler, stop_handler
-from smisk.serving import ApplicationHandler
-from smisk.wsgi import WSGIHandler
+from smisk.runtime.handler import ApplicationHandler
+from smisk.runtime.interfaces import detect_interface, make_handler, start_handler, stop_handler
 
 
 class SmiskApp(Application):

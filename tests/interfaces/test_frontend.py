@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from smisk._frontend import merge_params, mount_prefix, request_path, split_path, url_scheme
-from smisk.asgi import build_scope
-from smisk.wsgi import build_environ
+from smisk.adapters.asgi import build_scope
+from smisk.adapters.wsgi import build_environ
+from smisk.core.frontend import merge_params, mount_prefix, request_path, split_path, url_scheme
 
 NGINX_PARAMS = [
     (b"QUERY_STRING", b"a=1&b=%C3%A5"),

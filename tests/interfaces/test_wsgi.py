@@ -1,4 +1,4 @@
-"""smisk.wsgi behind a real nginx: Flask, and raw PEP 3333 applications for the corner cases."""
+"""smisk.adapters.wsgi behind a real nginx: Flask, and raw PEP 3333 applications for the corner cases."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from smisk import wsgi
-from smisk.wsgi import FileWrapper, WSGIHandler
+from smisk.adapters import wsgi
+from smisk.adapters.wsgi import FileWrapper, WSGIHandler
 from tests.interfaces import apps
 from tests.interfaces.client import get_with_headers, read_streamed, read_then_leave
 from tests.interfaces.conftest import Front

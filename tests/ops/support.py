@@ -13,7 +13,7 @@ from typing import Any
 
 import smisk
 from smisk.core import Application
-from smisk.ops import OpsConfig
+from smisk.runtime.ops import OpsConfig
 from tests.support.fcgi_client import FastCGIClient, Response
 from tests.support.serving import wait_until
 
@@ -82,7 +82,7 @@ def gated_line(marker: str) -> int:
 
 def serve(
     app: Application, sock: Path, threads: int | None = None, **ops: Any
-) -> smisk.embed.EmbeddedServer:
+) -> smisk.runtime.embed.EmbeddedServer:
     """An embedded server on a unix socket with the given ``OpsConfig`` options."""
     return smisk.serve(
         app, bind=f"unix:{sock}", threads=threads, graceful_timeout=5, ops=OpsConfig(**ops)

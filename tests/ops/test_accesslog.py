@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smisk.ops import OpsConfig, reopen_logs
-from smisk.ops.accesslog import AccessEntry, AccessFormat, LogWriter
+from smisk.runtime.ops import OpsConfig, reopen_logs
+from smisk.runtime.ops.accesslog import AccessEntry, AccessFormat, LogWriter
 from tests.support.serving import wait_until
 
 PARAMS = [

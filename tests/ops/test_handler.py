@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from smisk.embed import EmbeddedServer
-from smisk.ops import OpsConfig, wrap_handler
-from smisk.ops.handler import OpsHandler, parse_head
-from smisk.serving import ApplicationHandler
+from smisk.runtime.embed import EmbeddedServer
+from smisk.runtime.handler import ApplicationHandler
+from smisk.runtime.ops import OpsConfig, wrap_handler
+from smisk.runtime.ops.handler import OpsHandler, parse_head
 from tests.ops.support import (
     AsyncBlockingApp,
     AsyncGatedApp,

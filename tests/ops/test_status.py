@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from smisk.ops.status import (
+from smisk.runtime.ops.status import (
     FIELDS,
     HANDLER_US,
     IN_FLIGHT,

@@ -40,7 +40,7 @@ async def get(address: tuple[str, int]) -> str:
     return await asyncio.to_thread(call)
 
 
-def tcp(server: smisk.embed.EmbeddedServer) -> tuple[str, int]:
+def tcp(server: smisk.runtime.embed.EmbeddedServer) -> tuple[str, int]:
     address = server.addresses[0]
     return address.host, address.port
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from smisk.limits import ServerLimits
 from smisk.server import Server, bind_listener
+from smisk.server.limits import ServerLimits
 from tests.server.conftest import Connect
 from tests.support import handlers
 from tests.support.fcgi_client import FastCGIClient, request_bytes

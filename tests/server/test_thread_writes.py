@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from smisk.limits import ServerLimits
 from smisk.protocol import Role
 from smisk.server.cycle import THREAD_WRITE_WINDOW, RequestCycle
+from smisk.server.limits import ServerLimits
 from smisk.server.streams import ClientGone
 
 

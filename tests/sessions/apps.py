@@ -13,9 +13,9 @@ import os
 import time
 from typing import Any
 
-from smisk.application import Application
-from smisk.request import Request
-from smisk.response import Response
+from smisk.core.application import Application
+from smisk.core.http_request import Request
+from smisk.core.http_response import Response
 from smisk.sessions import (
     InvalidSessionIdError,
     SessionCookieError,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from smisk.application import Application
-from smisk.serving import ApplicationHandler
+from smisk.core.application import Application
+from smisk.runtime.handler import ApplicationHandler
 from smisk.sessions import FileSessionStore, MemorySessionStore
 from smisk.sessions.redis import RedisSessionStore
 from tests.sessions.apps import AsyncApp, SyncApp

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from smisk.errors import InvalidSessionError
+from smisk.core.errors import InvalidSessionError
 from smisk.sessions import FileSessionStore, new_id
 from tests.support.serving import ROOT
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smisk.errors import InvalidSessionError
+from smisk.core.errors import InvalidSessionError
 from smisk.sessions import (
     FileSessionStore,
     InvalidSessionIdError,

@@ -2,7 +2,7 @@
 
 Rules: nothing here runs unless asked: ``wrap_handler`` returns the handler unchanged when no
 option is set, so the request path costs nothing extra. ``OpsConfig`` is plain data; the work
-happens in ``smisk.ops.handler.OpsHandler``, one per worker.
+happens in ``smisk.runtime.ops.handler.OpsHandler``, one per worker.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smisk.ops.accesslog import FORMATS, AccessFormat, reopen_logs
-from smisk.ops.status import CounterBlock
+from smisk.runtime.ops.accesslog import FORMATS, AccessFormat, reopen_logs
+from smisk.runtime.ops.status import CounterBlock
 
 if TYPE_CHECKING:
-    from smisk.ops.handler import Handler, OpsHandler
+    from smisk.runtime.ops.handler import Handler, OpsHandler
 
 __all__ = [
     "FORMATS",
@@ -84,6 +84,6 @@ def wrap_handler(
     threaded = getattr(owner, "executor", None) is not None
     if not config.observes and not (threaded and config.queue_limit(1) > 0):
         return inner
-    from smisk.ops.handler import OpsHandler
+    from smisk.runtime.ops.handler import OpsHandler
 
     return OpsHandler(inner, config, pool_owner=owner, block=block, slot=slot)

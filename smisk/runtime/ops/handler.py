@@ -20,9 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from smisk.ops.accesslog import AccessEntry, AccessFormat, LogWriter
-from smisk.ops.slowlog import emit, task_stack, thread_stack
-from smisk.ops.status import (
+from smisk.runtime.handler import stop_cycle
+from smisk.runtime.ops.accesslog import AccessEntry, AccessFormat, LogWriter
+from smisk.runtime.ops.slowlog import emit, task_stack, thread_stack
+from smisk.runtime.ops.status import (
     CONNECTIONS_ACCEPTED,
     CONNECTIONS_ACTIVE,
     HANDLER_US,
@@ -50,12 +51,11 @@ from smisk.ops.status import (
     render_openmetrics,
     snapshot,
 )
-from smisk.ops.watchdog import LoopWatchdog
-from smisk.serving import stop_cycle
-from smisk.threads import HandlerThreads
+from smisk.runtime.ops.watchdog import LoopWatchdog
+from smisk.server.threads import HandlerThreads
 
 if TYPE_CHECKING:
-    from smisk.ops import OpsConfig
+    from smisk.runtime.ops import OpsConfig
     from smisk.server import RequestCycle, Server
 
 __all__ = ["ObservedPool", "OpsHandler"]

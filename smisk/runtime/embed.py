@@ -2,7 +2,7 @@
 
 Rules: everything runs on the caller's running loop; nothing here installs signal handlers unless
 asked (``handle_signals=True``); every listener this module binds is closed by ``close()``. The
-process model (``smisk.workers``) runs one ``EmbeddedServer`` per worker.
+process model (``smisk.runtime.workers``) runs one ``EmbeddedServer`` per worker.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from smisk.application import Application
-from smisk.interfaces import detect_interface, make_handler, start_handler, stop_handler
-from smisk.ops import CounterBlock, OpsConfig, wrap_handler
-from smisk.ops.handler import OpsHandler
+from smisk.core.application import Application
+from smisk.runtime.handler import ApplicationHandler
+from smisk.runtime.interfaces import detect_interface, make_handler, start_handler, stop_handler
+from smisk.runtime.ops import CounterBlock, OpsConfig, wrap_handler
+from smisk.runtime.ops.handler import OpsHandler
 from smisk.server import Address, Listener, RequestCycle, Server, bind_listener
 from smisk.server.listener import DEFAULT_BACKLOG
-from smisk.serving import ApplicationHandler
 
 __all__ = ["EmbeddedServer", "instantiate", "serve"]
 
@@ -110,7 +110,7 @@ class EmbeddedServer:
         self._ops: OpsHandler | None = None
         self._handler: Any = None  # ApplicationHandler, WSGIHandler or ASGIHandler
         self._server: Server | None = None
-        self._front: Any = None  # smisk.devhttp.DevHTTPFrontEnd, imported only when used
+        self._front: Any = None  # smisk.runtime.devhttp.DevHTTPFrontEnd, imported only when used
         self._stopping: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._close_timeout: float | None = None
@@ -167,7 +167,7 @@ class EmbeddedServer:
             self.app.application_will_start()
         await self._server.start(listeners)
         if http_listeners:
-            from smisk.devhttp import DevHTTPFrontEnd
+            from smisk.runtime.devhttp import DevHTTPFrontEnd
 
             self._front = DevHTTPFrontEnd(self._server)
             await self._front.start(http_listeners)
@@ -289,6 +289,6 @@ def serve(app: Any, bind: str | Sequence[str] = (), **options: Any) -> EmbeddedS
     ``async with smisk.serve(app, bind="127.0.0.1:0") as server: ...`` — options are those of
     ``EmbeddedServer``: ``threads``, ``backlog``, ``graceful_timeout``, ``http`` (a development
     HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default), ``ops``
-    (an ``smisk.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding).
+    (an ``smisk.runtime.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding).
     """
     return EmbeddedServer(app, bind, **options)

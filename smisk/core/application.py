@@ -13,10 +13,10 @@ import traceback
 from types import TracebackType
 from typing import Any, ClassVar
 
-from smisk.context import current_request, current_response
-from smisk.errorpage import error_fragment, error_page, status_line
-from smisk.request import Request
-from smisk.response import Response
+from smisk.core.context import current_request, current_response
+from smisk.core.errorpage import error_fragment, error_page, status_line
+from smisk.core.http_request import Request
+from smisk.core.http_response import Response
 
 __all__ = ["Application"]
 
@@ -118,7 +118,7 @@ class Application:
 
     def run(self) -> None:
         """Serve until stopped: on the socket from ``bind()``, else the one on fd 0."""
-        from smisk.serving import run_application
+        from smisk.runtime.handler import run_application
 
         run_application(self)
 

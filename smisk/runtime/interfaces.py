@@ -22,7 +22,7 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 def _is_smisk(obj: object) -> bool:
-    from smisk.application import Application
+    from smisk.core.application import Application
 
     return isinstance(obj, Application) or (inspect.isclass(obj) and issubclass(obj, Application))
 
@@ -70,7 +70,7 @@ def detect_interface(obj: object) -> Interface:
 
 
 def _smisk_handler(obj: Any, threads: int | None) -> Any:
-    from smisk.serving import ApplicationHandler
+    from smisk.runtime.handler import ApplicationHandler
 
     app: Any = obj() if inspect.isclass(obj) else obj
     return ApplicationHandler(app, threads)
@@ -97,10 +97,10 @@ def make_handler(
     if kind == "smisk":
         return _smisk_handler(obj, threads)  # type: ignore[no-any-return]
     if kind == "wsgi":
-        from smisk.wsgi import WSGIHandler
+        from smisk.adapters.wsgi import WSGIHandler
 
         return WSGIHandler(obj, threads, script_name=mount)
-    from smisk.asgi import ASGIHandler
+    from smisk.adapters.asgi import ASGIHandler
 
     return ASGIHandler(obj, root_path=mount, lifespan=lifespan)
 

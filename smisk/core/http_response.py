@@ -11,13 +11,13 @@ import mimetypes
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from smisk.channel import Channel
-from smisk.cookies import format_set_cookie
-from smisk.stream import Stream, _Sink
+from smisk.core.channel import Channel
+from smisk.core.cookies import format_set_cookie
+from smisk.core.stream import Stream, _Sink
 
 if TYPE_CHECKING:
-    from smisk.application import Application
-    from smisk.request import Request
+    from smisk.core.application import Application
+    from smisk.core.http_request import Request
     from smisk.server import RequestCycle
 
 __all__ = ["Response"]

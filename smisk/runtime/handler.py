@@ -1,5 +1,5 @@
 """Runs an Application on the asyncio server: the bridge from request cycles to the classic
-Request/Response objects, the classic ``bind``/``unbind``/``listening``, and ``run()``.
+Request/Response objects, and the classic blocking ``run()``.
 
 Rules: the kind of ``service()`` (plain or ``async def``) is decided once, at start-up. Sync
 services run in a bounded thread pool inside a copy of the request's context; the loop only
@@ -21,17 +21,17 @@ from typing import Any
 import aiofiles
 from aiofiles.threadpool.binary import AsyncBufferedReader
 
-from smisk import allocator
-from smisk.application import Application
-from smisk.channel import Channel
-from smisk.context import current_app, current_request, current_response
-from smisk.request import LIMIT_ATTRIBUTES, Request
-from smisk.response import Response
-from smisk.server import ClientGone, Listener, RequestCycle, Server, bind_listener
-from smisk.server import inherited_listener as _inherited_listener
-from smisk.threads import HandlerThreads
+from smisk.core.application import Application
+from smisk.core.channel import Channel
+from smisk.core.context import current_app, current_request, current_response
+from smisk.core.http_request import LIMIT_ATTRIBUTES, Request
+from smisk.core.http_response import Response
+from smisk.core.listen import forget, take_listener
+from smisk.runtime import allocator
+from smisk.server import ClientGone, Listener, RequestCycle, Server
+from smisk.server.threads import HandlerThreads
 
-__all__ = ["ApplicationHandler", "bind", "listening", "run_application", "stop_cycle", "unbind"]
+__all__ = ["ApplicationHandler", "run_application", "stop_cycle"]
 
 log = logging.getLogger("smisk")
 
@@ -223,72 +223,24 @@ def stop_cycle(cycle: RequestCycle, page: bytes, reason: str) -> None:
 
 # -- the classic bind / unbind / listening -----------------------------------------------------
 
-_bound: Listener | None = None
-
-
-def bind(path: str, backlog: int = -1) -> None:
-    """Listen on ``path``: ``:5000``, ``host:port``, ``[v6]:port`` or a unix socket path."""
-    global _bound
-    if not isinstance(path, str):
-        raise TypeError("first argument must be a string")
-    if not isinstance(backlog, int):
-        raise TypeError("second argument must be an integer")
-    if _bound is not None:
-        from smisk.errors import IOError as SmiskIOError
-
-        raise SmiskIOError("already bound")
-    _bound = bind_listener(path, backlog)
-
-
-def unbind() -> None:
-    """Close the socket from ``bind()``; no effect when not bound."""
-    global _bound
-    if _bound is not None:
-        listener, _bound = _bound, None
-        listener.close()
-
-
-def listening() -> str | None:
-    """The address bound with ``bind()`` (``host:port`` or the socket path), else None."""
-    if _bound is None:
-        return None
-    address = _bound.bound_address
-    if address.family == "unix":
-        return address.path
-    if not _bound.address.host:  # bound to every interface, as ":5000" or "*:5000" asked
-        return f"*:{address.port}"
-    return str(address)
-
-
-def _take_listener() -> Listener:
-    if _bound is not None:
-        return _bound
-    inherited = _inherited_listener()
-    if inherited is None:
-        raise OSError("Application must be run in a FastCGI environment")
-    return inherited
-
 
 def run_application(app: Application) -> None:
     """The classic blocking ``Application.run()``: serve until SIGINT/SIGTERM/SIGHUP or exit()."""
-    global _bound
-    listener = _take_listener()
+    listener = take_listener()
     allocator.tune(allocator.keep_from_environ())
-    if app.forks > 0:  # a supervisor keeps forks + 1 workers (smisk.workers)
-        from smisk.workers import run_forked
+    if app.forks > 0:  # a supervisor keeps forks + 1 workers (smisk.runtime.workers)
+        from smisk.runtime.workers import run_forked
 
         try:
             run_forked(app, listener)
         finally:
-            if listener is _bound:
-                _bound = None
+            forget(listener)
         return
     app.application_will_start()
     try:
         asyncio.run(_serve_until_stopped(app, listener))
     finally:
-        if listener is _bound:
-            _bound = None
+        forget(listener)
         app.application_did_stop()
 
 

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-from smisk.ops.slowlog import emit, thread_stack
+from smisk.runtime.ops.slowlog import emit, thread_stack
 
 __all__ = ["LoopWatchdog"]
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-from smisk.embed import EmbeddedServer
-from smisk.forms import remove_uploads_of
-from smisk.ops import CounterBlock, OpsConfig, reopen_logs
-from smisk.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
+from smisk.core.forms import remove_uploads_of
+from smisk.runtime.embed import EmbeddedServer
+from smisk.runtime.ops import CounterBlock, OpsConfig, reopen_logs
+from smisk.runtime.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
 from smisk.server import Listener
 from smisk.server.listener import DEFAULT_BACKLOG
 
@@ -88,7 +88,7 @@ class ServeConfig:
     request_timeout: float = 0.0
     max_queue: int | None = None
     access_log_file: str | None = None
-    interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.interfaces)
+    interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.runtime.interfaces)
     mount: str = ""  # WSGI SCRIPT_NAME / ASGI root_path prefix
 
     @property
@@ -97,7 +97,7 @@ class ServeConfig:
         return self.workers > 1 or self.max_requests > 0 or self.reload
 
     def ops(self) -> OpsConfig:
-        """The operations options (``smisk.ops``); raises ValueError for a bad one."""
+        """The operations options (``smisk.runtime.ops``); raises ValueError for a bad one."""
         return OpsConfig(
             access_log=self.access_log,
             access_log_file=self.access_log_file,
@@ -109,7 +109,7 @@ class ServeConfig:
 
 
 class TargetSource(Protocol):
-    """Where the application comes from: ``smisk.reload.AppImporter`` or a fixed instance."""
+    """Where the application comes from: ``smisk.runtime.reload.AppImporter`` or a fixed instance."""
 
     def load(self) -> Any:
         """The target (Application class, instance or factory)."""

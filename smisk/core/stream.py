@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from smisk.channel import Channel
+from smisk.core.channel import Channel
 
 if TYPE_CHECKING:
     from smisk.server import BodyStream

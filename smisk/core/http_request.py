@@ -14,21 +14,21 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from smisk._frontend import merge_params
-from smisk.channel import Channel
 from smisk.codec import decompose_query
-from smisk.cookies import parse_cookies
-from smisk.forms import (
+from smisk.core.channel import Channel
+from smisk.core.cookies import parse_cookies
+from smisk.core.forms import (
     MultipartParser,
     RequestEntityTooLarge,
     UrlEncodedParser,
     parse_content_type,
 )
-from smisk.stream import Stream, _Sink
-from smisk.url import URL
+from smisk.core.frontend import merge_params
+from smisk.core.stream import Stream, _Sink
+from smisk.core.url import URL
 
 if TYPE_CHECKING:
-    from smisk.application import Application
+    from smisk.core.application import Application
     from smisk.server import RequestCycle
 
 __all__ = ["Request"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from smisk.util.objectproxy import ObjectProxy
+from smisk.core.objectproxy import ObjectProxy
 
 __all__ = ["app", "current_app", "current_request", "current_response", "request", "response"]
 
@@ -24,7 +24,7 @@ def _current_app() -> Any:
     serving = current_app.get()
     if serving is not None:
         return serving
-    from smisk.application import Application
+    from smisk.core.application import Application
 
     return Application.current
 
