@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from smisk.core.context import current_request, current_response
-from smisk.core.errorpage import error_fragment, error_page, status_line
+from smisk.core.errorpage import error_fragment, error_page, status_fragment, status_line
 from smisk.core.http_request import Request
 from smisk.core.http_response import Response
 
@@ -135,8 +135,9 @@ class Application:
         """Answer with an XHTML error page (status 500, or the status the exception carries).
 
         Before output has begun, headers set so far are discarded and a complete page is sent;
-        afterwards the escaped message is appended to what was sent. The traceback is shown only
-        when ``show_traceback`` is true; it is always logged.
+        afterwards the fragment is appended to what was sent. With ``show_traceback`` true the
+        page shows the escaped message, the traceback (for a 500) and the server's address; with
+        it false (production) it shows only the status. The traceback is always logged.
         """
         status = error_status(val)
         details = "".join(traceback.format_exception(typ, val, tb))
@@ -166,15 +167,15 @@ class Application:
     def _error_fragment(
         self, status: int, typ: type[BaseException] | None, val: BaseException | None, details: str
     ) -> str:
+        if not self.show_traceback:
+            # Production: the message may carry paths, hosts or data, and the footer names the
+            # server; the client learns the status, the log has the rest.
+            return status_fragment(status)
         message = "".join(traceback.format_exception_only(typ, val)).strip().splitlines()[-1:]
         env = self.request.env
         host, _, port = (env.get("SERVER_NAME") or env.get("HTTP_HOST") or "?").partition(":")
         port = port or env.get("SERVER_PORT", "?")
         software = (env.get("SERVER_SOFTWARE", "") + " smisk").strip()
-        shown = (
-            details
-            if self.show_traceback and status == 500
-            else ("Additional information has been logged.")
-        )
+        shown = details if status == 500 else "Additional information has been logged."
         heading = "Service Error" if status == 500 else status_line(status)
         return error_fragment(heading, "".join(message), shown, software, host, port)

@@ -1,11 +1,16 @@
-"""The XHTML error page of the classic Smisk. Rules: every piece of text is HTML-escaped."""
+"""The XHTML error page of the classic Smisk.
+
+Rules: every piece of text is HTML-escaped. The detailed fragment (message, traceback, server
+address) is for development; ``status_fragment`` is what a client sees in production: the status,
+nothing the application or the server said about itself.
+"""
 
 from __future__ import annotations
 
 import html
 from http import HTTPStatus
 
-__all__ = ["error_fragment", "error_page", "status_line"]
+__all__ = ["error_fragment", "error_page", "status_fragment", "status_line"]
 
 _STYLE = "\n".join(
     (
@@ -42,6 +47,11 @@ def error_fragment(
         f'<pre class="traceback">{esc(details)}</pre>\n'
         f"<hr/><address>{esc(software)} at {esc(host)} port {esc(port)}</address>\n"
     )
+
+
+def status_fragment(status: int) -> str:
+    """The production fragment: a heading with the status line and nothing else."""
+    return f"<h1>{html.escape(status_line(status))}</h1>\n"
 
 
 def error_page(title: str, fragment: str) -> str:

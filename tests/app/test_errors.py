@@ -37,11 +37,26 @@ def test_traceback_shown_only_when_enabled(web: Web, web_quiet: Web) -> None:
     _, _, shown = web.get("/fail")
     assert b'<pre class="traceback">Traceback (most recent call last):' in shown
     assert b"r_fail" in shown  # the frame of the failing route
-    _, _, hidden = web_quiet.get("/fail")
+    status, _, hidden = web_quiet.get("/fail")
+    assert status == 500
     assert b"Traceback" not in hidden
     assert b"r_fail" not in hidden
-    assert b"Additional information has been logged." in hidden
-    assert b"&lt;script&gt;" in hidden  # the message is still there, escaped
+
+
+def test_page_without_traceback_says_only_the_status(web_quiet: Web) -> None:
+    _, _, body = web_quiet.get("/fail")
+    text = body.decode()
+    assert "<h1>500 Internal Server Error</h1>" in text
+    assert "script" not in text and "more" not in text  # the exception's message
+    assert "nginx" not in text and "127.0.0.1" not in text and "port" not in text
+    assert "<address>" not in text and "<pre" not in text
+
+
+def test_page_without_traceback_after_output_appends_only_the_status(web_quiet: Web) -> None:
+    status, _, body = web_quiet.get("/fail_after_output")
+    assert status == 200
+    fragment = body.decode().removeprefix("<p>partial output</p>")
+    assert fragment == "<h1>500 Internal Server Error</h1>\n"
 
 
 def test_footer_names_server_escaped(web: Web) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from smisk.core.application import Application
+from smisk.core.errors import ServiceUnavailable
 from smisk.runtime.handler import ApplicationHandler
 from smisk.server import bind_listener
 from smisk.server.limits import ServerLimits, is_allowed, parse_allow_from
@@ -133,6 +134,8 @@ class Hostile(Application):
             self.response.headers.append(f"X-Echo: {query.get('v', '')}")
         elif path == "/fail":
             raise RuntimeError(f"bad input {query.get('v', '')}")
+        elif path == "/unavailable":
+            raise ServiceUnavailable("no answer from the store at 10.1.2.3:6379")
         elif path == "/upload":
             self._describe_uploads()
             return
@@ -175,13 +178,20 @@ def test_crlf_in_a_header_value_is_refused(hostile: Any) -> None:
     assert "set-cookie" not in head and b"\r\nSet-Cookie" not in body  # shown only as a repr
 
 
-def test_error_page_escapes_client_text_and_hides_the_traceback(hostile: Any) -> None:
+def test_error_page_hides_the_message_and_the_traceback(hostile: Any) -> None:
     head, body = get(hostile, "/fail?v=%3Cscript%3Ealert(1)%3C/script%3E")
     assert head["status"].startswith("500")
-    assert b"<script>" not in body and b"&lt;script&gt;" in body
+    assert b"<script>" not in body and b"script" not in body and b"bad input" not in body
     assert b"Traceback" not in body and b"test_security.py" not in body
     head, body = get(hostile, "/fail", SERVER_NAME="<b>x</b>", SERVER_PORT='"><i>')
     assert b"<b>x</b>" not in body and b'"><i>' not in body
+
+
+def test_error_page_of_an_error_with_a_status_shows_only_the_status(hostile: Any) -> None:
+    head, body = get(hostile, "/unavailable")
+    assert head["status"] == "503 Service Unavailable" and head["retry-after"] == "5"
+    assert b"<h1>503 Service Unavailable</h1>" in body
+    assert b"10.1.2.3" not in body and b"store" not in body
 
 
 # -- session ids ------------------------------------------------------------------------------
