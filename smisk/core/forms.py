@@ -1,6 +1,6 @@
 # Rules: no sockets, no asyncio, no knowledge of Request. Parsers are fed bytes chunk by chunk and
-# never hold a whole multipart body in memory: field values are bounded by max_field_size, file
-# contents go straight to temp files. Those writes are plain *blocking* file I/O, so callers run
+# never hold a whole multipart body in memory: field values are bounded one by one
+# (max_field_size) and together (max_fields_size), file contents go straight to temp files. Those writes are plain *blocking* file I/O, so callers run
 # MultipartParser.feed()/close()/cleanup() in a worker thread or an executor, never on the loop.
 """Request body parsers: ``application/x-www-form-urlencoded`` and ``multipart/form-data``.
 
@@ -300,7 +300,9 @@ class MultipartParser:
 
     * ``max_size``: total body bytes -> ``RequestEntityTooLarge``;
     * ``max_parts``: number of parts -> ``RequestEntityTooLarge``;
-    * ``max_field_size``: bytes of one non-file field -> ``RequestEntityTooLarge``.
+    * ``max_field_size``: bytes of one non-file field -> ``RequestEntityTooLarge``;
+    * ``max_fields_size``: bytes of all non-file fields together, the memory one body may take
+      (file parts go to disk and do not count) -> ``RequestEntityTooLarge``.
 
     A malformed body raises ``FormError`` (status 400). On any error the temp files written so far
     are removed; ``cleanup()`` removes the rest and is safe to call any number of times.
@@ -313,6 +315,7 @@ class MultipartParser:
         max_size: int,
         max_parts: int,
         max_field_size: int,
+        max_fields_size: int = -1,
         spool_dir: str | None,
         charset: str,
         tolerant: bool = True,
@@ -328,10 +331,12 @@ class MultipartParser:
         self._part: _Part | None = None
         self._received = 0
         self._parts = 0
+        self._field_bytes = 0  # non-file field bytes held in memory, all parts together
         self._temp_paths: list[str] = []
         self._max_size = max_size
         self._max_parts = max_parts
         self._max_field_size = max_field_size
+        self._max_fields_size = max_fields_size
         self._spool_dir = spool_dir
         self._charset = charset
         self._tolerant = tolerant
@@ -510,15 +515,25 @@ class MultipartParser:
             return
         part.size += len(data)
         if part.filename is None:
-            if 0 <= self._max_field_size < part.size:
-                raise RequestEntityTooLarge(
-                    f"form field {part.name!r} exceeds the limit of {self._max_field_size} bytes"
-                )
-            part.data += data
+            self._hold_field_data(part, data)
             return
         if part.file is None:
             part.file = self._open_temp_file(part)
         part.file.write(data)
+
+    def _hold_field_data(self, part: _Part, data: bytes) -> None:
+        """Keep a field's bytes in memory, within the per-field and the all-fields limits."""
+        if 0 <= self._max_field_size < part.size:
+            raise RequestEntityTooLarge(
+                f"form field {part.name!r} exceeds the limit of {self._max_field_size} bytes"
+            )
+        self._field_bytes += len(data)
+        if 0 <= self._max_fields_size < self._field_bytes:
+            raise RequestEntityTooLarge(
+                "form data size limit exceeded: the fields hold more than "
+                f"{self._max_fields_size} bytes"
+            )
+        part.data += data
 
     def _open_temp_file(self, part: _Part) -> IO[bytes]:
         # mkstemp creates the file O_EXCL with mode 0600 under an unpredictable name.

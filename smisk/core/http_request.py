@@ -37,6 +37,9 @@ URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MULTIPART_MAX_PARTS = 1000  # parts per multipart body: bounds the work one request can cause
 MULTIPART_MAX_FIELD = 10 * 1024 * 1024  # bytes of one non-file field held in memory
+# Bytes of form data held in memory: an urlencoded body, or all non-file fields of a multipart
+# body together (file parts go to disk). The classic default, about 10 MB.
+MAX_FORMDATA_SIZE = 10737418
 # The limits a request copies from its application's template request (``app.request`` outside
 # a request, set e.g. in ``application_will_start``).
 LIMIT_ATTRIBUTES = (
@@ -116,7 +119,9 @@ class Request:
     __module__ = "smisk.core"  # the classic, documented home
 
     max_multipart_size: int = 2147483648  # 2 GB; < 0 disables the limit, 0 disables parsing
-    max_formdata_size: int = 10737418  # ~10 MB; 0 disables parsing
+    # ~10 MB of form data in memory (urlencoded body, multipart fields together); < 0 disables
+    # the limit, 0 disables urlencoded parsing (multipart fields then keep the default)
+    max_formdata_size: int = MAX_FORMDATA_SIZE
     max_multipart_parts: int = MULTIPART_MAX_PARTS  # parts per multipart body
     max_multipart_field_size: int = MULTIPART_MAX_FIELD  # bytes of one non-file field
 
@@ -281,7 +286,7 @@ class Request:
         length = self._content_length()
         if mime == URLENCODED:
             limit = self.max_formdata_size
-            if length is not None and length > limit:
+            if length is not None and 0 <= limit < length:
                 raise RequestEntityTooLarge("form data size limit exceeded")
             return UrlEncodedParser(limit, self.charset, tolerant=self.tolerant)
         limit = self.max_multipart_size if self.max_multipart_size > 0 else sys.maxsize
@@ -291,14 +296,17 @@ class Request:
             options["boundary"].encode("latin-1", "replace"),
             max_size=limit,
             max_parts=self.max_multipart_parts,
-            max_field_size=min(
-                self.max_multipart_field_size,
-                self.max_formdata_size or self.max_multipart_field_size,
-            ),
+            max_field_size=_tightest(self.max_multipart_field_size, self._fields_limit()),
+            max_fields_size=self._fields_limit(),
             spool_dir=None,
             charset=self.charset,
         )
         return self._multipart
+
+    def _fields_limit(self) -> int:
+        """Bytes all non-file multipart fields may hold in memory together: the form data
+        limit, as for an urlencoded body (its 0 only turns urlencoded parsing off)."""
+        return self.max_formdata_size or MAX_FORMDATA_SIZE
 
     def _store_form(self, parser: UrlEncodedParser | MultipartParser) -> None:
         if isinstance(parser, UrlEncodedParser):
@@ -409,6 +417,12 @@ class Request:
         """End-of-request work on the loop (session write-back)."""
         if self._session_state is not None:
             await self._session_state.afinish()
+
+
+def _tightest(*limits: int) -> int:
+    """The smallest of ``limits``, where a negative one means no limit (-1 if all are)."""
+    bounded = [limit for limit in limits if limit >= 0]
+    return min(bounded) if bounded else -1
 
 
 def _split_host(host: str) -> tuple[str, str]:

@@ -40,6 +40,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "limits": {"max_formdata_size": 100, "max_multipart_size": 2000},
     "zero": {"max_formdata_size": 0, "max_multipart_size": 0, "sendfile_header": ""},
     "quiet": {"show_traceback": False},
+    "fields": {"max_formdata_size": 1000},  # multipart fields together; files unbounded
 }
 
 # Locations that change params the app sees; the last path segment stays the route.
@@ -221,6 +222,11 @@ def web_limits(nginx: AppNginx, apps: dict[tuple[str, str], Any], mode: str) -> 
 @pytest.fixture
 def web_zero(nginx: AppNginx, apps: dict[tuple[str, str], Any], mode: str) -> Web:
     return _web(nginx, apps, mode, "zero")
+
+
+@pytest.fixture
+def web_fields(nginx: AppNginx, apps: dict[tuple[str, str], Any], mode: str) -> Web:
+    return _web(nginx, apps, mode, "fields")
 
 
 @pytest.fixture

@@ -326,6 +326,18 @@ def test_field_size_limit_names_the_field(tmp_path: Path) -> None:
     assert parse(tmp_path, ok, max_field_size=100).files["file"]["size"] == 500
 
 
+def test_fields_together_are_bounded_and_files_do_not_count(tmp_path: Path) -> None:
+    fields = [field(f"f{i}", "x" * 40) for i in range(3)]
+    with pytest.raises(RequestEntityTooLarge, match="more than 100 bytes") as info:
+        parse(tmp_path, body(*fields), max_field_size=50, max_fields_size=100)
+    assert info.value.status == 413
+    assert list(tmp_path.iterdir()) == []
+    ok = body(*fields[:2], upload("file", "f", b"y" * 5000))
+    parser = parse(tmp_path, ok, max_field_size=50, max_fields_size=100)
+    assert parser.fields == {"f0": "x" * 40, "f1": "x" * 40}
+    assert parser.files["file"]["size"] == 5000
+
+
 def test_error_mid_parse_removes_files_already_written(tmp_path: Path) -> None:
     data = body(upload("f", "a", b"a" * 100), field("huge", "x" * 200))
     with pytest.raises(RequestEntityTooLarge):

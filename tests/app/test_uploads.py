@@ -169,6 +169,26 @@ def test_form_under_limit_is_parsed(web_limits: Web) -> None:
     assert (status, result["post"]) == (200, {"a": "1"})
 
 
+def test_multipart_fields_together_over_the_form_limit_give_413(web_fields: Web) -> None:
+    """Each field is under the per-field limit; together they pass ``max_formdata_size``."""
+    over = multipart([(f"f{i}", "x" * 400) for i in range(3)], [])
+    status, _, raw = post(web_fields, "/form", over, MULTIPART)
+    assert status == 413
+    assert b"form data size limit exceeded" in raw and b"1000" in raw
+    under = multipart([(f"f{i}", "x" * 400) for i in range(2)], [])
+    status, result, _ = post(web_fields, "/form", under, MULTIPART)
+    assert (status, result["post"]) == (200, {"f0": "x" * 400, "f1": "x" * 400})
+
+
+def test_file_parts_over_the_form_limit_still_stream_to_disk(web_fields: Web) -> None:
+    data = os.urandom(1 << 20)  # a thousand times the form limit: files do not count
+    body = multipart([("f", "x" * 900)], [("up", "a.bin", "application/octet-stream", data)])
+    status, result, raw = post(web_fields, "/upload_digest", body, MULTIPART)
+    assert status == 200, raw[:2000]
+    assert result["post"] == {"f": "x" * 900}
+    assert result["files"]["up"] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 @pytest.mark.parametrize("kind", ["urlencoded", "multipart"])
 def test_zero_limits_leave_body_unread(web_zero: Web, kind: str) -> None:
     if kind == "urlencoded":
