@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from smisk.core.frontend import merge_params, mount_prefix, split_path, url_scheme
+from smisk.core.frontend import (
+    NO_PROXIES,
+    TrustedProxies,
+    client_address,
+    merge_params,
+    mount_prefix,
+    split_path,
+    url_scheme,
+)
+from smisk.core.headers import check_header
 
 if TYPE_CHECKING:
     from smisk.server import RequestCycle
@@ -89,7 +98,7 @@ def _headers(env: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
 
 def _address(host: bytes, port: bytes) -> tuple[str, int] | None:
     if not host or not port.isdigit():
-        return None
+        return None  # e.g. a unix socket: the spec's "None" for an unknown address
     return host.decode("latin-1"), int(port)
 
 
@@ -98,11 +107,16 @@ def _http_version(protocol: bytes) -> str:
     return "2" if version == "2.0" else version
 
 
-def build_scope(params: list[tuple[bytes, bytes]], root_path: str = "") -> dict[str, Any]:
+def build_scope(
+    params: list[tuple[bytes, bytes]],
+    root_path: str = "",
+    trusted: TrustedProxies = NO_PROXIES,
+) -> dict[str, Any]:
     """The ASGI ``http`` scope for a request's FastCGI params.
 
     Params are normalised as for WSGI (see ``smisk.core.frontend``); ``path`` is the whole decoded
     path (``root_path`` included, as the spec says), ``raw_path`` the path as the client sent it.
+    Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``scheme`` and X-Forwarded-For ``client``.
     """
     env = merge_params(params)
     script, path_info, raw_path = split_path(env, mount_prefix(root_path))
@@ -114,13 +128,13 @@ def build_scope(params: list[tuple[bytes, bytes]], root_path: str = "") -> dict[
         "asgi": dict(ASGI_VERSION),
         "http_version": _http_version(env.get(b"SERVER_PROTOCOL", b"")),
         "method": env.get(b"REQUEST_METHOD", b"GET").decode("latin-1").upper(),
-        "scheme": url_scheme(env),
+        "scheme": url_scheme(env, trusted),
         "path": (script + path_info).decode("utf-8", "replace"),
         "raw_path": raw_path,
         "query_string": query,
         "root_path": script.decode("utf-8", "replace"),
         "headers": _headers(env),
-        "client": _address(env.get(b"REMOTE_ADDR", b""), env.get(b"REMOTE_PORT", b"")),
+        "client": _address(*client_address(env, trusted)),
         "server": _address(
             env.get(b"SERVER_ADDR") or env.get(b"SERVER_NAME", b""), env.get(b"SERVER_PORT", b"")
         ),
@@ -134,9 +148,10 @@ def _head_bytes(message: Message) -> bytes:
     status = int(message["status"])
     parts = [_STATUS_LINES.get(status) or f"Status: {status} Unknown\r\n".encode("latin-1")]
     for name, value in message.get("headers", ()):
-        if b"\r" in value or b"\n" in value or b":" in name or not name.strip():
-            raise ValueError(f"invalid response header {bytes(name)!r}: {bytes(value)!r}")
-        parts += (name, b": ", value, b"\r\n")
+        if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
+            raise TypeError(f"ASGI header names and values must be bytes: {name!r}: {value!r}")
+        check_header(name, value)  # raised to the application's send(): nothing goes out
+        parts += (bytes(name), b": ", bytes(value), b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
@@ -323,14 +338,24 @@ class ASGIHandler:
 
     Await ``startup()`` before the server starts and ``shutdown()`` after it closed.
     ``lifespan``: ``"auto"`` (use it if the application speaks it), ``"on"`` (it must) or
-    ``"off"``. ``root_path`` is the mount prefix when the front end does not split paths.
+    ``"off"``. ``root_path`` is the mount prefix, which overrides the front end's split;
+    ``forwarded_allow_ips`` names the proxies whose X-Forwarded-Proto/-For are believed
+    (addresses or networks, ``"*"`` for all; see ``smisk.core.frontend.TrustedProxies``).
     """
 
-    def __init__(self, app: ASGIApp, *, root_path: str = "", lifespan: str = "auto") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        root_path: str = "",
+        lifespan: str = "auto",
+        forwarded_allow_ips: str | Sequence[str] | TrustedProxies = (),
+    ) -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError(f"lifespan must be 'auto', 'on' or 'off', not {lifespan!r}")
         self.app = app
         self.root_path = root_path
+        self.proxies = TrustedProxies.parse(forwarded_allow_ips)
         self.state: dict[str, Any] = {}
         self._lifespan = _Lifespan(app, self.state, required=lifespan == "on")
         self._lifespan_mode = lifespan
@@ -345,7 +370,7 @@ class ASGIHandler:
         await self._lifespan.shutdown()
 
     async def __call__(self, cycle: RequestCycle) -> None:
-        scope = build_scope(cycle.params, self.root_path)
+        scope = build_scope(cycle.params, self.root_path, self.proxies)
         if self._lifespan.supported:
             scope["state"] = dict(self.state)
         exchange = _HTTPExchange(cycle)

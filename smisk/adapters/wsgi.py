@@ -14,12 +14,21 @@ import asyncio
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smisk.core.channel import Channel
-from smisk.core.frontend import merge_params, mount_prefix, split_path, url_scheme
+from smisk.core.frontend import (
+    NO_PROXIES,
+    TrustedProxies,
+    client_address,
+    merge_params,
+    mount_prefix,
+    split_path,
+    url_scheme,
+)
+from smisk.core.headers import check_header
 from smisk.core.stream import Stream
 from smisk.server.threads import HandlerThreads
 
@@ -39,8 +48,7 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_STATUS = re.compile(r"\d{3} [^\r\n]*")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_STATUS = re.compile(r"\d{3} [^\r\n\0]*")  # the reason goes on the Status: header line
 _HOP_BY_HOP = frozenset(
     (
         "connection",
@@ -63,15 +71,23 @@ class _ReadableFile(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-def build_environ(params: Iterable[tuple[bytes, bytes]], script_name: str = "") -> dict[str, Any]:
+def build_environ(
+    params: Iterable[tuple[bytes, bytes]],
+    script_name: str = "",
+    trusted: TrustedProxies = NO_PROXIES,
+) -> dict[str, Any]:
     """The CGI part of a PEP 3333 environ: every value a latin-1 "bytes as str".
 
     ``HTTP_PROXY`` is dropped, duplicate ``HTTP_*`` params are merged, SCRIPT_NAME/PATH_INFO are
-    rebuilt from REQUEST_URI (see ``smisk.core.frontend.split_path``), empty CONTENT_TYPE and
-    CONTENT_LENGTH are left out, and so are the ``HTTP_CONTENT_*`` duplicates of those two.
+    decided by ``smisk.core.frontend.split_path`` (``script_name`` is the mount prefix), empty
+    CONTENT_TYPE and CONTENT_LENGTH are left out, and so are the ``HTTP_CONTENT_*`` duplicates
+    of those two. Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``wsgi.url_scheme`` and
+    X-Forwarded-For REMOTE_ADDR (REMOTE_PORT is then ``"0"``).
     """
     env = merge_params(list(params))
     script, path_info, _raw = split_path(env, mount_prefix(script_name))
+    if trusted:
+        env[b"REMOTE_ADDR"], env[b"REMOTE_PORT"] = client_address(env, trusted)
     environ = {
         name.decode("latin-1"): value.decode("latin-1")
         for name, value in env.items()
@@ -87,7 +103,7 @@ def build_environ(params: Iterable[tuple[bytes, bytes]], script_name: str = "") 
     for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if not environ.get(name):
             environ.pop(name, None)
-    environ["wsgi.url_scheme"] = url_scheme(env)
+    environ["wsgi.url_scheme"] = url_scheme(env, trusted)
     return environ
 
 
@@ -145,10 +161,9 @@ def _check_response(status: str, headers: list[tuple[str, str]]) -> int | None:
         raise ValueError(f"invalid WSGI status {status!r}")
     length = None
     for name, value in headers:
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError(f"invalid header name {name!r}")
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
-            raise ValueError(f"invalid value for header {name}: {value!r}")
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
+        check_header(name, value)
         lowered = name.lower()
         if lowered in _HOP_BY_HOP:
             raise ValueError(f"hop-by-hop header {name} is not allowed in a WSGI response")
@@ -175,7 +190,7 @@ class _Exchange:
 
     def environ(self) -> dict[str, Any]:
         handler = self.handler
-        environ = build_environ(self.cycle.params, handler.script_name)
+        environ = build_environ(self.cycle.params, handler.script_name, handler.proxies)
         environ["wsgi.version"] = (1, 0)
         environ["wsgi.input"] = Stream(self.channel, source=self.cycle.body)
         environ["wsgi.input_terminated"] = True  # the input ends at the end of the body
@@ -332,7 +347,9 @@ class WSGIHandler:
     """Serves a WSGI application on ``smisk.server.Server``: ``Server(WSGIHandler(app))``.
 
     ``threads`` bounds how many requests the application handles at once; ``script_name`` is the
-    mount prefix (the SCRIPT_NAME of the application) when the front end does not split paths.
+    mount prefix (the SCRIPT_NAME of the application), which overrides the front end's split;
+    ``forwarded_allow_ips`` names the proxies whose X-Forwarded-Proto/-For are believed
+    (addresses or networks, ``"*"`` for all; see ``smisk.core.frontend.TrustedProxies``).
     """
 
     def __init__(
@@ -342,9 +359,11 @@ class WSGIHandler:
         *,
         script_name: str = "",
         multiprocess: bool = False,
+        forwarded_allow_ips: str | Sequence[str] | TrustedProxies = (),
     ) -> None:
         self.app = app
         self.script_name = script_name
+        self.proxies = TrustedProxies.parse(forwarded_allow_ips)
         self.multiprocess = multiprocess
         self.executor = HandlerThreads(threads or DEFAULT_THREADS, "wsgi")
         self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}

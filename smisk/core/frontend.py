@@ -1,21 +1,40 @@
-"""Front-end normalisation of FastCGI params, shared by the WSGI and ASGI adapters.
+"""Front-end normalisation of FastCGI params, shared by WSGI, ASGI and the classic Request.url.
 
 Rules: bytes in, bytes out; no I/O, no decoding (each interface decodes the way its spec says).
 ``HTTP_PROXY`` is dropped (httpoxy: a client header must never look like configuration);
-duplicate ``HTTP_*`` params are merged (nginx before 1.23 sends one param per header line);
-SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI when the front end did not split them.
+duplicate ``HTTP_*`` params are merged (nginx before 1.23 sends one param per header line).
+SCRIPT_NAME and PATH_INFO are decided here and only here (``split_path``): from what the front
+end meant, judged against the request's own path, never from the mere presence of a param.
+``X-Forwarded-*`` headers count only when REMOTE_ADDR is a proxy the operator named.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-__all__ = ["PathSplit", "merge_params", "mount_prefix", "request_path", "split_path", "url_scheme"]
+from smisk.server.limits import Network, is_allowed, parse_allow_from
+
+__all__ = [
+    "NO_PROXIES",
+    "PathSplit",
+    "TrustedProxies",
+    "client_address",
+    "merge_params",
+    "mount_prefix",
+    "request_path",
+    "split_path",
+    "url_scheme",
+]
 
 PathSplit = tuple[bytes, bytes, bytes]  # (script_name, path_info, raw_path)
 
 _ABSOLUTE_FORMS = (b"http://", b"https://")
-_TRUE_HTTPS = (b"on", b"1", b"yes")
+_TRUE_HTTPS = (b"1", b"yes")  # besides anything starting with "on" (classic Smisk's test)
+_SCHEMES = (b"http", b"https")
+UNKNOWN_PORT = b"0"  # a forwarded client's port: X-Forwarded-For does not carry one
 
 
 def merge_params(params: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -37,6 +56,9 @@ def merge_params(params: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return env
 
 
+# -- SCRIPT_NAME and PATH_INFO ------------------------------------------------------------------
+
+
 def mount_prefix(prefix: str) -> bytes:
     """A mount prefix as SCRIPT_NAME bytes: ``"/app/"`` -> ``b"/app"``, ``"/"`` -> ``b""``."""
     raw = prefix.encode("utf-8").rstrip(b"/")
@@ -54,31 +76,156 @@ def request_path(env: dict[bytes, bytes]) -> bytes:
     return path
 
 
+def _is_script_name(script: bytes) -> bool:
+    """A SCRIPT_NAME that ends at a segment boundary of the path it prefixes."""
+    return not script.endswith(b"/")
+
+
+def _judge_split(script: bytes, info: bytes, path: bytes) -> tuple[bytes, bytes]:
+    """The split a front end meant, given the decoded request path (rule 2 of split_path)."""
+    if not info.startswith(b"/"):  # no PATH_INFO, an empty one, or not a path: no split
+        return b"", path
+    if script + info == path and _is_script_name(script):
+        return script, info
+    if script and _is_script_name(script) and path.startswith(script + b"/"):
+        return script, path[len(script) :]  # front end normalised PATH_INFO: the request's wins
+    stripped = path[: len(path) - len(info)]
+    if len(info) < len(path) and path.endswith(info) and _is_script_name(stripped):
+        return stripped, info  # the front end stripped the mount point (Caddy's handle_path)
+    return b"", path
+
+
 def split_path(env: dict[bytes, bytes], mount: bytes = b"") -> PathSplit:
     """SCRIPT_NAME and PATH_INFO (percent-decoded bytes) plus the raw path.
 
-    A front end that split the path sends PATH_INFO: that split is kept unless a ``mount``
-    prefix is configured. Otherwise (nginx by default sends the whole path as SCRIPT_NAME) the
-    application is mounted at ``mount``: SCRIPT_NAME is the prefix when the path starts with it
-    (else empty) and PATH_INFO the rest of the decoded REQUEST_URI path.
+    P is the REQUEST_URI path, percent-decoded (``%2F`` becomes ``/``; the raw path keeps the
+    client's encoding); S and I are the SCRIPT_NAME and PATH_INFO params.
+
+    1. ``mount`` given (``--mount PREFIX``): (``mount``, rest of P) when P is ``mount`` or
+       starts with ``mount + "/"``, else ("", P). The front end's params are not consulted.
+    2. REQUEST_URI present, I a non-empty path (starts with ``/``):
+       a. S + I == P and S is "" or does not end with ``/``: (S, I), the front end's split;
+       b. P starts with S + ``/`` (S not empty): (S, rest of P) -- the front end merged
+          slashes, resolved dot segments or rewrote inside its mount point;
+       c. P ends with I and what precedes it does not end with ``/``: (that prefix, I) --
+          the front end stripped the mount point from the path (Caddy ``handle_path``).
+       Anything else, and a missing or empty I (nginx ``fastcgi_params``; Debian's
+       ``snippets/fastcgi-php.conf`` sends ``PATH_INFO=""`` with S == P): ("", P).
+    3. No REQUEST_URI: (S, I) as sent when I is non-empty, else ("", S).
+
+    The joined S + I of the result is always P (the whole path) unless rule 3 applies.
     """
     raw = request_path(env)
-    if b"PATH_INFO" in env and not mount:
-        script, info = env.get(b"SCRIPT_NAME", b""), env[b"PATH_INFO"]
-        return script, info, raw or quote_from_bytes(script + info, "/").encode("ascii")
-    if raw:
-        path = unquote_to_bytes(raw)
-    else:
-        path = env.get(b"SCRIPT_NAME", b"") + env.get(b"PATH_INFO", b"")
-        raw = quote_from_bytes(path, "/").encode("ascii")
+    script, info = env.get(b"SCRIPT_NAME", b""), env.get(b"PATH_INFO", b"")
+    if not raw:  # rule 3 (or 1 without REQUEST_URI): the params are all there is
+        path = script + info
+        encoded = quote_from_bytes(path, "/").encode("ascii")
+        if mount or not info:
+            return (*_mounted(path, mount), encoded)
+        return script, info, encoded
+    path = unquote_to_bytes(raw)
+    if mount:
+        return (*_mounted(path, mount), raw)
+    return (*_judge_split(script, info, path), raw)
+
+
+def _mounted(path: bytes, mount: bytes) -> tuple[bytes, bytes]:
+    """Rule 1 of split_path; with no ``mount``, the whole path is PATH_INFO."""
     if mount and (path == mount or path.startswith(mount + b"/")):
-        return mount, path[len(mount) :], raw
-    return b"", path, raw
+        return mount, path[len(mount) :]
+    return b"", path
 
 
-def url_scheme(env: dict[bytes, bytes]) -> str:
-    """``"https"`` when HTTPS is on (or REQUEST_SCHEME says so), else ``"http"``."""
-    if env.get(b"HTTPS", b"").lower() in _TRUE_HTTPS:
+# -- scheme and client behind proxies ----------------------------------------------------------
+
+
+def _ip(text: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from REMOTE_ADDR or an X-Forwarded-For entry (``[v6]`` brackets allowed)."""
+    try:
+        return ipaddress.ip_address(text.strip().strip(b"[]").decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedProxies:
+    """The peers whose ``X-Forwarded-Proto``/``X-Forwarded-For`` headers are believed.
+
+    Built with ``TrustedProxies.parse("127.0.0.1, 10.0.0.0/8")`` or ``parse("*")`` (every
+    peer). The default, ``NO_PROXIES``, trusts nobody: the headers are then ignored.
+    """
+
+    networks: tuple[Network, ...] = ()
+    everyone: bool = False
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str] | TrustedProxies | None) -> TrustedProxies:
+        """From ``--forwarded-allow-ips``: addresses and CIDR networks separated by commas or
+        white space, or ``*``. Raises ``ValueError`` naming a bad entry."""
+        if spec is None or isinstance(spec, TrustedProxies):
+            return spec or NO_PROXIES
+        text = spec if isinstance(spec, str) else ",".join(spec)
+        entries = text.replace(",", " ").split()
+        if "*" in entries:
+            return cls(everyone=True)
+        return cls(parse_allow_from(" ".join(entries))) if entries else NO_PROXIES
+
+    def __bool__(self) -> bool:
+        return self.everyone or bool(self.networks)
+
+    def trusts(self, address: bytes) -> bool:
+        """True when ``address`` (REMOTE_ADDR or a forwarded hop) is a trusted proxy."""
+        if self.everyone:
+            return True
+        ip = _ip(address) if self.networks else None
+        return ip is not None and is_allowed((str(ip),), self.networks)
+
+
+NO_PROXIES = TrustedProxies()
+
+
+def _header_list(value: bytes) -> list[bytes]:
+    return [item.strip() for item in value.split(b",") if item.strip()]
+
+
+def _forwarded_by_trusted(env: dict[bytes, bytes], trusted: TrustedProxies) -> bool:
+    return bool(trusted) and trusted.trusts(env.get(b"REMOTE_ADDR", b""))
+
+
+def url_scheme(env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES) -> str:
+    """``"https"`` or ``"http"``.
+
+    X-Forwarded-Proto (its last entry, when it is http or https) decides if REMOTE_ADDR is a
+    trusted proxy; otherwise HTTPS (``on...``, ``1`` or ``yes``) or REQUEST_SCHEME from the
+    front end, which is always believed.
+    """
+    if _forwarded_by_trusted(env, trusted):
+        forwarded = _header_list(env.get(b"HTTP_X_FORWARDED_PROTO", b""))
+        if forwarded and forwarded[-1].lower() in _SCHEMES:
+            return forwarded[-1].lower().decode("ascii")
+    https = env.get(b"HTTPS", b"").lower()
+    if https.startswith(b"on") or https in _TRUE_HTTPS:
         return "https"
-    scheme = env.get(b"REQUEST_SCHEME", b"").lower()
-    return "https" if scheme == b"https" else "http"
+    return "https" if env.get(b"REQUEST_SCHEME", b"").lower() == b"https" else "http"
+
+
+def client_address(
+    env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES
+) -> tuple[bytes, bytes]:
+    """``(host, port)``: REMOTE_ADDR and REMOTE_PORT, or the client a trusted proxy named in
+    X-Forwarded-For -- the rightmost address that is not itself a trusted proxy (the leftmost
+    when all are), with port ``b"0"`` (the header carries none).
+
+    An X-Forwarded-For entry that is not an IP address leaves REMOTE_ADDR in place.
+    """
+    host, port = env.get(b"REMOTE_ADDR", b""), env.get(b"REMOTE_PORT", b"")
+    if not _forwarded_by_trusted(env, trusted):
+        return host, port
+    hops = _header_list(env.get(b"HTTP_X_FORWARDED_FOR", b""))
+    client = next((hop for hop in reversed(hops) if not trusted.trusts(hop)), None)
+    if client is None and hops:
+        client = hops[0]
+    address = _ip(client) if client is not None else None
+    if address is None:
+        return host, port
+    return str(address).encode("ascii"), UNKNOWN_PORT

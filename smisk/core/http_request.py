@@ -23,7 +23,7 @@ from smisk.core.forms import (
     UrlEncodedParser,
     parse_content_type,
 )
-from smisk.core.frontend import merge_params
+from smisk.core.frontend import NO_PROXIES, TrustedProxies, merge_params, split_path, url_scheme
 from smisk.core.stream import Stream, _Sink
 from smisk.core.url import URL
 
@@ -128,6 +128,7 @@ class Request:
     _cycle: RequestCycle | None = None
     _app: Application | None = None
     _channel: Channel | None = None
+    _proxies: TrustedProxies = NO_PROXIES  # whose X-Forwarded-Proto url believes (the handler's)
     _cache: dict[str, Any]
     _multipart: MultipartParser | None = None
     _input: Stream | None = None
@@ -209,7 +210,7 @@ class Request:
         """The URL of the request, rebuilt from the params."""
         url = self._cache.get("url")
         if url is None:
-            url = self._cache["url"] = _url_from_env(self.env)
+            url = self._cache["url"] = _url_from_env(self.env, self._proxies)
         return url
 
     @property
@@ -434,17 +435,33 @@ def _split_host(host: str) -> tuple[str, str]:
     return name, port
 
 
-def _url_from_env(env: dict[str, str]) -> URL:
+_URL_PARAMS = (
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "REQUEST_URI",
+    "HTTPS",
+    "REQUEST_SCHEME",
+    "REMOTE_ADDR",
+    "HTTP_X_FORWARDED_PROTO",
+)
+
+
+def _url_from_env(env: dict[str, str], proxies: TrustedProxies = NO_PROXIES) -> URL:
     """Rebuild the URL the client asked for.
 
-    Scheme from ``HTTPS`` (or ``REQUEST_SCHEME``); host from ``HTTP_HOST`` (what the client
-    asked for), else ``SERVER_NAME``; port from either of those, else ``SERVER_PORT``; path from ``SCRIPT_NAME`` + ``PATH_INFO``, else ``REQUEST_URI``; query from
-    ``QUERY_STRING``, else ``REQUEST_URI``.
+    Scheme and path as WSGI and ASGI see them (``smisk.core.frontend``): the scheme from
+    ``HTTPS``/``REQUEST_SCHEME`` (X-Forwarded-Proto behind one of ``proxies``), the path from
+    the front end's split, which joined is the decoded ``REQUEST_URI`` path when there is one;
+    host from ``HTTP_HOST`` (what the client asked for), else ``SERVER_NAME``; port from
+    either of those, else ``SERVER_PORT``; query from ``QUERY_STRING``, else ``REQUEST_URI``.
     """
     url = URL()
-    https = env.get("HTTPS", "").lower()
-    scheme = "https" if https[:2] == "on" or https in ("1", "yes") else ""
-    url.scheme = scheme or env.get("REQUEST_SCHEME", "").lower() or "http"
+    raw = {  # the text env is lossless (surrogateescape): these are the params' bytes again
+        name.encode("ascii"): env[name].encode("utf-8", "surrogateescape")
+        for name in _URL_PARAMS
+        if name in env
+    }
+    url.scheme = url_scheme(raw, proxies)
     url.user = env.get("REMOTE_USER") or None
     host, port_text = _split_host(env.get("HTTP_HOST") or env.get("SERVER_NAME", ""))
     # Front ends often pass HTTP_HOST without the port (Debian's nginx: ``$host``): then the
@@ -452,10 +469,9 @@ def _url_from_env(env: dict[str, str]) -> URL:
     port_text = port_text or env.get("SERVER_PORT", "")
     url.host = host or None
     url.port = int(port_text) if port_text.isdigit() else 0
-    request_uri, has_query, uri_query = env.get("REQUEST_URI", "").partition("?")
-    if "SCRIPT_NAME" in env:
-        url.path = env["SCRIPT_NAME"] + env.get("PATH_INFO", "")
-    elif request_uri:
-        url.path = URL.decode(request_uri)
+    script, path_info, _raw = split_path(raw)
+    if script or path_info:
+        url.path = (script + path_info).decode("utf-8", "surrogateescape")
+    _path, has_query, uri_query = env.get("REQUEST_URI", "").partition("?")
     url.query = env.get("QUERY_STRING", uri_query if has_query else None)
     return url

@@ -2,7 +2,8 @@
 
 Rules: output is buffered here and handed to the loop in batches (a small sync response costs one
 hand-off, at the end); a full buffer is flushed with backpressure (threads wait, async handlers
-``await response.drain()``). Header lines with CR, LF or NUL are refused.
+``await response.drain()``). Header lines are checked by ``smisk.core.headers`` (token names;
+no CR, LF or NUL) before anything is sent; a bytes line is an error, never silently dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from smisk.core.channel import Channel
 from smisk.core.cookies import format_set_cookie
+from smisk.core.headers import split_header_line
 from smisk.core.stream import Stream, _Sink
 
 if TYPE_CHECKING:
@@ -135,13 +137,11 @@ class Response(_Sink):
             lines.extend(self._request._response_headers())
         has_type = self._file_to_stream is not None  # its type is added from the file name
         for line in self.headers or ():
-            if not isinstance(line, str):
-                continue
-            if "\r" in line or "\n" in line or "\0" in line:
-                raise ValueError(f"header line contains CR, LF or NUL: {line!r}")
-            if not has_type and line[:13].lower() == "content-type:":
-                has_type = True
-            lines.append(line)
+            if not isinstance(line, str | bytes | bytearray):
+                continue  # classic Smisk skipped such items; a bytes line is meant as a header
+            name, value = split_header_line(line)  # TypeError/ValueError: nothing is sent
+            has_type = has_type or name.lower() == "content-type"
+            lines.append(f"{name}: {value}")
         if not has_type:
             charset = self._app.charset if self._app is not None else "utf-8"
             lines.append(f"Content-Type: text/html; charset={charset}")

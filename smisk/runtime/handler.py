@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiofiles
@@ -24,6 +24,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from smisk.core.application import Application
 from smisk.core.channel import Channel
 from smisk.core.context import current_app, current_request, current_response
+from smisk.core.frontend import TrustedProxies
 from smisk.core.http_request import LIMIT_ATTRIBUTES, Request
 from smisk.core.http_response import Response
 from smisk.core.listen import forget, take_listener
@@ -39,10 +40,21 @@ FILE_CHUNK = 256 * 1024  # bytes read per step when the server streams a file it
 
 
 class ApplicationHandler:
-    """Serves an Application's ``service()`` for each request cycle."""
+    """Serves an Application's ``service()`` for each request cycle.
 
-    def __init__(self, app: Application, threads: int | None = None) -> None:
+    ``forwarded_allow_ips`` names the proxies whose X-Forwarded-Proto ``request.url`` believes
+    (see ``smisk.core.frontend.TrustedProxies``).
+    """
+
+    def __init__(
+        self,
+        app: Application,
+        threads: int | None = None,
+        *,
+        forwarded_allow_ips: str | Sequence[str] | TrustedProxies = (),
+    ) -> None:
         self.app = app
+        self.proxies = TrustedProxies.parse(forwarded_allow_ips)
         self.is_async = inspect.iscoroutinefunction(app.service)
         self.executor: HandlerThreads | None = None
         if not self.is_async:
@@ -68,6 +80,7 @@ class ApplicationHandler:
             for name in LIMIT_ATTRIBUTES:
                 setattr(request, name, getattr(template, name))
         request._attach(cycle, app, channel)
+        request._proxies = self.proxies
         response._attach(cycle, app, channel, request)
         return request, response
 

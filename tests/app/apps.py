@@ -270,6 +270,13 @@ def r_bad_header_nul(a: TestApp) -> None:
     response("never" + "-sent")
 
 
+def r_header_line(a: TestApp) -> None:
+    """Add the header line given in ``line`` (as bytes with ``bytes=1``), then write a body."""
+    line = request.get.get("line", "")
+    response.headers.append(line.encode() if "bytes" in request.get else line)
+    response("never" + "-sent")
+
+
 def r_status(a: TestApp) -> None:
     response.headers.append("Status: 404 Not Found")
     response.headers.append("Content-Type: text/plain")

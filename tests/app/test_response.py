@@ -155,6 +155,31 @@ def test_set_cookie_parameter_names_and_order() -> None:
     assert "same_site" in names
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("line=X-Line:%201&bytes=1", b"header lines must be str, not bytes"),
+        ("line=X%20Line:%201", b"must be a token"),
+        ("line=X-Line", b"without &#x27;:&#x27;"),
+        ("line=X-Line:%20a%00b", b"header line contains CR, LF or NUL"),
+    ],
+)
+def test_a_bad_header_line_is_a_500_and_nothing_of_it_is_sent(
+    web: Web, query: str, message: bytes
+) -> None:
+    status, headers, body = web.get(f"/header_line?{query}")
+    assert status == 500
+    assert not any(name.startswith("x") for name in headers)
+    assert b"never-sent" not in body
+    assert message in body
+    assert web.get("/hello")[0] == 200
+
+
+def test_a_good_header_line_is_sent(web: Web) -> None:
+    status, headers, body = web.get("/header_line?line=X-Line:%20%20a:b%20")
+    assert (status, headers["x-line"], body) == (200, "a:b", b"never-sent")
+
+
 # -- send_file -------------------------------------------------------------------------------
 
 

@@ -250,6 +250,39 @@ def test_exception_after_start_is_logged_and_ends(
     assert any("after the response began" in r.message for r in caplog.records)
 
 
+def header_app(headers: list[tuple[Any, Any]]) -> Any:
+    """An ASGI app that answers with ``headers``; ``send`` errors reach it and it gives up."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"never-sent"})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        (b"x-a\r\nSet-Cookie", b"1"),
+        (b"x-a", b"1\r\nSet-Cookie: pwn=1"),
+        (b"x-a", b"1\nSet-Cookie: pwn=1"),
+        (b"x-a", b"a\0b"),
+        (b"x a", b"1"),
+        (b"", b"1"),
+        ("x-a", "1"),
+    ],
+)
+def test_unsafe_response_header_is_a_500_and_never_reaches_the_client(
+    front: Front, caplog: pytest.LogCaptureFixture, header: tuple[Any, Any]
+) -> None:
+    nginx, _ = front(ASGIHandler(header_app([(b"x-ok", b"1"), header]), lifespan="off"))
+    with caplog.at_level(logging.CRITICAL, logger="smisk.asgi"):
+        status, headers, body = nginx.get("/")
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert not {name.lower() for name in headers} & {"set-cookie", "x-ok", "x-a"}
+        assert nginx.get("/")[0] == 500  # the server goes on serving
+
+
 def test_no_response_is_a_500(front: Front, caplog: pytest.LogCaptureFixture) -> None:
     nginx, _ = front(ASGIHandler(no_response, lifespan="off"))
     with caplog.at_level(logging.CRITICAL, logger="smisk.asgi"):

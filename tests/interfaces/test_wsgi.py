@@ -229,6 +229,32 @@ def test_error_before_start_response_is_a_500(
     assert (status, body) == (500, b"Internal Server Error\n")
 
 
+@pytest.mark.parametrize(
+    ("status", "header"),
+    [
+        ("200 OK", ("X-A\r\nSet-Cookie", "1")),
+        ("200 OK", ("X-A", "1\r\nSet-Cookie: pwn=1")),
+        ("200 OK", ("X-A", "a\0b")),
+        ("200 OK", ("X A", "1")),
+        ("200 OK", ("X-A", b"1")),
+        ("200 OK\0", ("X-A", "1")),
+    ],
+)
+def test_unsafe_response_header_is_a_500_and_never_reaches_the_client(
+    front: Front, caplog: pytest.LogCaptureFixture, status: str, header: tuple[str, Any]
+) -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response(status, [("X-Ok", "1"), header])
+        return [b"never-sent"]
+
+    nginx, _ = front(WSGIHandler(app, threads=1))
+    with caplog.at_level(logging.CRITICAL, logger="smisk.wsgi"):
+        code, headers, body = nginx.get("/")
+        assert (code, body) == (500, b"Internal Server Error\n")
+        assert not {name.lower() for name in headers} & {"set-cookie", "x-ok", "x-a"}
+        assert nginx.get("/")[0] == 500  # the server goes on serving
+
+
 def test_error_after_headers_sent_ends_the_request_and_closes(
     front: Front, caplog: pytest.LogCaptureFixture
 ) -> None:

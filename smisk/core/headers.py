@@ -1,0 +1,58 @@
+# Rules: pure functions, no I/O. The one place that decides whether a response header may go on
+# the wire; the classic Response, the WSGI and the ASGI adapters all call it, so no path lets a
+# name or value through that another would refuse (a CR or LF would start a header line of the
+# application's choosing: response splitting).
+"""Response header validation: names are RFC 9110 tokens, values hold no CR, LF or NUL."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["check_header", "split_header_line"]
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOKEN_BYTES = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FORBIDDEN = re.compile(r"[\r\n\0]")
+_FORBIDDEN_BYTES = re.compile(rb"[\r\n\0]")
+
+
+def check_header(name: str | bytes | bytearray, value: str | bytes | bytearray) -> None:
+    """Raise unless ``name: value`` is one safe header line.
+
+    ``name`` and ``value`` are both ``str`` or both bytes-like. ``TypeError`` for other types,
+    ``ValueError`` for CR, LF or NUL in either, or a name that is not a token (empty, spaces,
+    ``:``...).
+    """
+    if isinstance(name, str) and isinstance(value, str):
+        unsafe = bool(_FORBIDDEN.search(name) or _FORBIDDEN.search(value))
+        token = bool(_TOKEN.fullmatch(name))
+    elif isinstance(name, bytes | bytearray) and isinstance(value, bytes | bytearray):
+        unsafe = bool(_FORBIDDEN_BYTES.search(name) or _FORBIDDEN_BYTES.search(value))
+        token = bool(_TOKEN_BYTES.fullmatch(name))
+    else:
+        raise TypeError(
+            "a header name and value must both be str or both be bytes, not "
+            f"{type(name).__name__} and {type(value).__name__}"
+        )
+    if unsafe:
+        raise ValueError(f"header contains CR, LF or NUL: {name!r}: {value!r}")
+    if not token:
+        raise ValueError(f"invalid header name {name!r}: it must be a token")
+
+
+def split_header_line(line: str | bytes | bytearray) -> tuple[str, str]:
+    """Split a classic header line ``"Name: value"`` into a checked name and value.
+
+    ``TypeError`` unless ``line`` is a ``str`` (a bytes line is refused, not dropped);
+    ``ValueError`` for CR, LF or NUL in it, no ``:``, or a name that is not a token.
+    """
+    if not isinstance(line, str):
+        raise TypeError(f"header lines must be str, not {type(line).__name__}: {line!r}")
+    if _FORBIDDEN.search(line):
+        raise ValueError(f"header line contains CR, LF or NUL: {line!r}")
+    name, colon, value = line.partition(":")
+    if not colon:
+        raise ValueError(f"header line without ':': {line!r}")
+    value = value.strip(" \t")
+    check_header(name, value)
+    return name, value

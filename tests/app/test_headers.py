@@ -1,0 +1,63 @@
+"""smisk.core.headers: the one response header check behind the classic Response, WSGI and ASGI.
+Names are tokens; values hold no CR, LF or NUL; a classic line must be a ``str``."""
+
+from __future__ import annotations
+
+import pytest
+
+from smisk.core.headers import check_header, split_header_line
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("X-Weird!#$%&'*+.^_`|~", ""),
+        (b"set-cookie", b"a=1; Path=/"),
+        (bytearray(b"x-a"), bytearray(b"\xff latin-1 \t tab")),
+    ],
+)
+def test_safe_headers_pass(name: str | bytes, value: str | bytes) -> None:
+    check_header(name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("X-A", "1\r\nSet-Cookie: pwn=1", "CR, LF or NUL"),
+        ("X-A", "1\nX-B: 2", "CR, LF or NUL"),
+        ("X-A", "a\0b", "CR, LF or NUL"),
+        ("X-A\r\nSet-Cookie", "1", "CR, LF or NUL"),
+        (b"x-a\r\nSet-Cookie", b"1", "CR, LF or NUL"),
+        (b"x-a", b"1\r\n\r\n<html>", "CR, LF or NUL"),
+        (b"x-a", b"\x00", "CR, LF or NUL"),
+        ("", "1", "must be a token"),
+        ("X A", "1", "must be a token"),
+        ("X-A:", "1", "must be a token"),
+        (b"x:a", b"1", "must be a token"),
+        ("X-\u00e5", "1", "must be a token"),
+    ],
+)
+def test_unsafe_headers_are_refused(name: str | bytes, value: str | bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_header(name, value)
+
+
+@pytest.mark.parametrize(("name", "value"), [("X-A", b"1"), (b"x-a", "1"), ("X-A", 1), (None, "")])
+def test_mixed_or_other_types_are_a_type_error(name: object, value: object) -> None:
+    with pytest.raises(TypeError):
+        check_header(name, value)  # type: ignore[arg-type]
+
+
+def test_split_header_line() -> None:
+    assert split_header_line("Status: 404 Not Found") == ("Status", "404 Not Found")
+    assert split_header_line("X-A:1") == ("X-A", "1")
+    assert split_header_line("X-Url:  http://h/p?a=b:c  ") == ("X-Url", "http://h/p?a=b:c")
+    with pytest.raises(ValueError, match="header line contains CR, LF or NUL"):
+        split_header_line("X-A: 1\r\nSet-Cookie: pwn=1")
+    with pytest.raises(ValueError, match="without ':'"):
+        split_header_line("no colon here")
+    with pytest.raises(ValueError, match="must be a token"):
+        split_header_line("X A: 1")
+    with pytest.raises(TypeError, match="must be str, not bytes"):
+        split_header_line(b"X-A: 1")
