@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -522,6 +523,334 @@ codec_parse_record_header(PyObject *module, PyObject *const *args, Py_ssize_t na
                         : header_tuple((const unsigned char *)buffer.buf + offset);
     PyBuffer_Release(&buffer);
     return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* FastCGI record framing: what every request pays for.                                       */
+
+#define FCGI_VERSION 1
+#define TYPE_END_REQUEST 3
+#define TYPE_STDIN 5
+#define TYPE_STDOUT 6
+#define TYPE_STDERR 7
+#define TYPE_DATA 8
+#define RECORD_STEP 65528   /* the largest 8-byte aligned content length: no padding needed */
+#define END_BODY_SIZE 8     /* appStatus (4), protocolStatus (1), reserved (3) */
+#define APP_STATUS_MASK 0xFFFFFFFFull /* appStatus is 32 bits; larger or negative values wrap */
+
+/* A memoryview of data indexed by byte (another item format is cast to "B"). */
+static PyObject *
+byte_memoryview(PyObject *data)
+{
+    PyObject *view = PyMemoryView_FromObject(data);
+    if (view == NULL) {
+        return NULL;
+    }
+    const char *format = PyMemoryView_GET_BUFFER(view)->format;
+    if (format == NULL || strcmp(format, "B") == 0) {
+        return view;
+    }
+    PyObject *cast = PyObject_CallMethod(view, "cast", "s", "B");
+    Py_DECREF(view);
+    return cast;
+}
+
+/* An integer argument (default 0 when absent); TypeError with message for anything else. Values
+ * beyond long long are clamped: callers only compare them with buffer sizes. */
+static int
+integer_argument(PyObject *o, const char *message, long long *value)
+{
+    if (o == NULL) {
+        *value = 0;
+        return 0;
+    }
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, message);
+        return -1;
+    }
+    int overflow;
+    *value = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (*value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow) {
+        *value = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    }
+    return 0;
+}
+
+static PyObject *
+record_tuple(int record_type, long request_id, PyObject *content)
+{
+    PyObject *record = PyTuple_New(3), *type = PyLong_FromLong(record_type);
+    PyObject *id = PyLong_FromLong(request_id);
+    if (record == NULL || type == NULL || id == NULL) {
+        Py_XDECREF(record);
+        Py_XDECREF(type);
+        Py_XDECREF(id);
+        Py_DECREF(content);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(record, 0, type);
+    PyTuple_SET_ITEM(record, 1, id);
+    PyTuple_SET_ITEM(record, 2, content);
+    return record;
+}
+
+/* The content of one record: a copy, or a slice of *view (made on first use) for stream content
+ * of view_from bytes or more. */
+static PyObject *
+record_content(PyObject *data, PyObject **view, const unsigned char *buf, Py_ssize_t start,
+               Py_ssize_t length, int record_type, long long view_from)
+{
+    if (view_from > 0 && length >= view_from &&
+        (record_type == TYPE_STDIN || record_type == TYPE_DATA)) {
+        if (*view == NULL && (*view = byte_memoryview(data)) == NULL) {
+            return NULL;
+        }
+        return PySequence_GetSlice(*view, start, start + length);
+    }
+    return PyBytes_FromStringAndSize((const char *)buf + start, length);
+}
+
+/* Every whole record from pos on, as a list; *pos ends after the last one. Every length is
+ * compared with what is left of the buffer before anything is read. */
+static PyObject *
+split_loop(PyObject *data, const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos,
+           long long view_from)
+{
+    PyObject *records = PyList_New(0), *view = NULL;
+    Py_ssize_t p = *pos;
+    while (records != NULL && end - p >= RECORD_HEADER_SIZE) {
+        const unsigned char *h = buf + p;
+        Py_ssize_t length = ((Py_ssize_t)h[4] << 8) | h[5], padding = h[6];
+        Py_ssize_t start = p + RECORD_HEADER_SIZE;
+        if (h[0] != FCGI_VERSION || length + padding > end - start) {
+            break;
+        }
+        PyObject *content = record_content(data, &view, buf, start, length, h[1], view_from);
+        PyObject *record =
+            content == NULL ? NULL : record_tuple(h[1], ((long)h[2] << 8) | h[3], content);
+        if (record == NULL || PyList_Append(records, record) < 0) {
+            Py_XDECREF(record);
+            Py_CLEAR(records);
+            break;
+        }
+        Py_DECREF(record);
+        p = start + length + padding;
+    }
+    Py_XDECREF(view);
+    *pos = p;
+    return records;
+}
+
+static const char *const split_params[] = {"data", "offset", "view_from"};
+static const signature split_sig = {"split_records", split_params, 3, 1};
+
+static PyObject *
+codec_split_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *argv[3];
+    long long offset, view_from;
+    Py_buffer buffer;
+    if (bind_args(&split_sig, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    if (!is_byte_buffer(argv[0])) {
+        PyErr_SetString(PyExc_TypeError, "data must be bytes, bytearray or memoryview");
+        return NULL;
+    }
+    if (integer_argument(argv[1], "offset must be an integer", &offset) < 0 ||
+        integer_argument(argv[2], "view_from must be an integer", &view_from) < 0 ||
+        PyObject_GetBuffer(argv[0], &buffer, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (offset < 0 || offset > buffer.len) {
+        PyErr_SetString(PyExc_ValueError, "offset out of range");
+    }
+    else {
+        Py_ssize_t pos = (Py_ssize_t)offset;
+        PyObject *records = split_loop(argv[0], buffer.buf, buffer.len, &pos, view_from);
+        if (records != NULL) {
+            PyObject *end = PyLong_FromSsize_t(pos);
+            out = end == NULL ? NULL : PyTuple_Pack(2, records, end);
+            Py_XDECREF(end);
+            Py_DECREF(records);
+        }
+    }
+    PyBuffer_Release(&buffer);
+    return out;
+}
+
+/* A header or status field: TypeError unless an int, ValueError outside 0..limit. */
+static int
+field_argument(PyObject *o, long limit, const char *what, long *value)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an integer", what);
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v < 0 || v > limit) {
+        PyErr_Format(PyExc_ValueError, "%s out of range", what);
+        return -1;
+    }
+    *value = v;
+    return 0;
+}
+
+static unsigned char *
+put_header(unsigned char *out, int record_type, long request_id, Py_ssize_t length, int padding)
+{
+    out[0] = FCGI_VERSION;
+    out[1] = (unsigned char)record_type;
+    out[2] = (unsigned char)(request_id >> 8);
+    out[3] = (unsigned char)request_id;
+    out[4] = (unsigned char)(length >> 8);
+    out[5] = (unsigned char)length;
+    out[6] = (unsigned char)padding;
+    out[7] = 0;
+    return out + RECORD_HEADER_SIZE;
+}
+
+/* Bytes that size bytes of content take as records (none for no content); -1 if too many. */
+static Py_ssize_t
+framed_size(Py_ssize_t size)
+{
+    Py_ssize_t rest = size % RECORD_STEP;
+    Py_ssize_t last = rest ? RECORD_HEADER_SIZE + rest + (-rest & 7) : 0;
+    Py_ssize_t full = size / RECORD_STEP;
+    if (full > (PY_SSIZE_T_MAX - 64 - last) / (RECORD_HEADER_SIZE + RECORD_STEP)) {
+        return -1;
+    }
+    return full * (RECORD_HEADER_SIZE + RECORD_STEP) + last;
+}
+
+static unsigned char *
+put_records(unsigned char *out, int record_type, long request_id, const unsigned char *data,
+            Py_ssize_t size)
+{
+    for (Py_ssize_t start = 0; start < size; start += RECORD_STEP) {
+        Py_ssize_t length = size - start < RECORD_STEP ? size - start : RECORD_STEP;
+        int padding = (int)(-length & 7);
+        out = put_header(out, record_type, request_id, length, padding);
+        memcpy(out, data + start, (size_t)length);
+        memset(out + length, 0, (size_t)padding);
+        out += length + padding;
+    }
+    return out;
+}
+
+static const char *const frame_records_params[] = {"record_type", "request_id", "data"};
+static const signature frame_records_sig = {"frame_records", frame_records_params, 3, 3};
+
+static PyObject *
+codec_frame_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *argv[3];
+    long record_type, request_id;
+    Py_buffer buffer;
+    if (bind_args(&frame_records_sig, args, nargs, kwnames, argv) < 0 ||
+        field_argument(argv[0], 0xFF, "record type", &record_type) < 0 ||
+        field_argument(argv[1], 0xFFFF, "request id", &request_id) < 0 ||
+        get_byte_buffer(argv[2], &buffer) < 0) {
+        return NULL;
+    }
+    Py_ssize_t size = framed_size(buffer.len);
+    unsigned char *out = NULL;
+    PyObject *framed = size < 0 ? PyErr_NoMemory() : new_bytes(size, &out);
+    if (framed != NULL) {
+        put_records(out, (int)record_type, request_id, buffer.buf, buffer.len);
+    }
+    PyBuffer_Release(&buffer);
+    return framed;
+}
+
+static const char *const frame_end_params[] = {"request_id", "data", "app_status",
+                                               "protocol_status", "stderr_sent"};
+static const signature frame_end_sig = {"frame_end", frame_end_params, 5, 1};
+
+typedef struct {
+    long request_id;
+    unsigned long long app_status;
+    long protocol_status;
+    int stderr_sent;
+} end_fields;
+
+/* The arguments of frame_end after data, checked in the Python twin's order. */
+static int
+end_arguments(PyObject **argv, end_fields *end)
+{
+    end->app_status = 0;
+    end->protocol_status = 0;
+    end->stderr_sent = 0;
+    if (argv[2] != NULL) {
+        if (!PyLong_Check(argv[2])) {
+            PyErr_SetString(PyExc_TypeError, "app status must be an integer");
+            return -1;
+        }
+        end->app_status = PyLong_AsUnsignedLongLongMask(argv[2]) & APP_STATUS_MASK;
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (argv[3] != NULL &&
+        field_argument(argv[3], 0xFF, "protocol status", &end->protocol_status) < 0) {
+        return -1;
+    }
+    if (argv[4] != NULL && (end->stderr_sent = PyObject_IsTrue(argv[4])) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void
+put_end(unsigned char *out, const end_fields *end, const unsigned char *data, Py_ssize_t size)
+{
+    out = put_records(out, TYPE_STDOUT, end->request_id, data, size);
+    out = put_header(out, TYPE_STDOUT, end->request_id, 0, 0);
+    if (end->stderr_sent) {
+        out = put_header(out, TYPE_STDERR, end->request_id, 0, 0);
+    }
+    out = put_header(out, TYPE_END_REQUEST, end->request_id, END_BODY_SIZE, 0);
+    out[0] = (unsigned char)(end->app_status >> 24);
+    out[1] = (unsigned char)(end->app_status >> 16);
+    out[2] = (unsigned char)(end->app_status >> 8);
+    out[3] = (unsigned char)end->app_status;
+    out[4] = (unsigned char)end->protocol_status;
+    memset(out + 5, 0, 3);
+}
+
+static PyObject *
+codec_frame_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *argv[5];
+    end_fields end;
+    Py_buffer buffer = {.buf = "", .len = 0, .obj = NULL};
+    if (bind_args(&frame_end_sig, args, nargs, kwnames, argv) < 0 ||
+        field_argument(argv[0], 0xFFFF, "request id", &end.request_id) < 0 ||
+        (argv[1] != NULL && get_byte_buffer(argv[1], &buffer) < 0)) {
+        return NULL;
+    }
+    PyObject *framed = NULL;
+    if (end_arguments(argv, &end) == 0) {
+        Py_ssize_t size = framed_size(buffer.len);
+        Py_ssize_t tail = RECORD_HEADER_SIZE * (end.stderr_sent ? 3 : 2) + END_BODY_SIZE;
+        unsigned char *out = NULL;
+        framed = size < 0 ? PyErr_NoMemory() : new_bytes(size + tail, &out);
+        if (framed != NULL) {
+            put_end(out, &end, buffer.buf, buffer.len);
+        }
+    }
+    if (buffer.obj != NULL) {
+        PyBuffer_Release(&buffer);
+    }
+    return framed;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1774,6 +2103,16 @@ static PyMethodDef codec_methods[] = {
     {"parse_record_header", FASTCALL_KW(codec_parse_record_header),
      PyDoc_STR("parse_record_header(data, offset=0)\n--\n\nReturn (version, type, request_id, "
                "content_length, padding_length) of the record header at offset.")},
+    {"split_records", FASTCALL_KW(codec_split_records),
+     PyDoc_STR("split_records(data, offset=0, view_from=0)\n--\n\nSlice the whole records out "
+               "of data: ([(type, request_id, content), ...], end).")},
+    {"frame_records", FASTCALL_KW(codec_frame_records),
+     PyDoc_STR("frame_records(record_type, request_id, data)\n--\n\nFrame data as padded "
+               "records of at most 65535 bytes.")},
+    {"frame_end", FASTCALL_KW(codec_frame_end),
+     PyDoc_STR("frame_end(request_id, data=b'', app_status=0, protocol_status=0, "
+               "stderr_sent=False)\n--\n\nFinal STDOUT, the empty stream records and "
+               "END_REQUEST in one buffer.")},
     {"pack", FASTCALL_KW(codec_pack),
      PyDoc_STR("pack(data, nbits=5)\n--\n\nPack bytes into printable ASCII, nbits per "
                "character.")},

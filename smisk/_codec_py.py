@@ -17,8 +17,11 @@ __all__ = [
     "decode_params",
     "decompose_query",
     "encode_params",
+    "frame_end",
+    "frame_records",
     "pack",
     "parse_record_header",
+    "split_records",
     "uid",
     "url_decode",
     "url_encode",
@@ -110,6 +113,128 @@ def parse_record_header(data: Buffer, offset: int = 0) -> tuple[int, int, int, i
         raise ValueError("record header needs 8 bytes")
     header: tuple[int, int, int, int, int] = _HEADER.unpack_from(data, offset)
     return header
+
+
+# --- FastCGI record framing -------------------------------------------------------------------
+
+_VERSION = 1  # The only FastCGI version; a header with another one stops split_records.
+_HEADER_SIZE = 8
+_STDOUT, _STDERR, _END_REQUEST = 6, 7, 3
+_VIEW_TYPES = (5, 8)  # STDIN and DATA: the stream content split_records may hand out as views
+_RECORD_STEP = 65528  # the largest 8-byte aligned content length: full records need no padding
+_PADDING = bytes(8)
+_TYPE_MAX, _ID_MAX, _STATUS_MAX = 0xFF, 0xFFFF, 0xFF  # widths of the header and body fields
+_APP_STATUS_MASK = 0xFFFFFFFF  # appStatus is 32 bits; larger or negative values wrap
+
+Record = tuple[int, int, bytes | memoryview]
+
+
+def _check_field(value: object, limit: int, what: str) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer")
+    if not 0 <= value <= limit:
+        raise ValueError(f"{what} out of range")
+    return value
+
+
+def _byte_view(data: Buffer) -> Buffer:
+    """``data`` indexable by byte: a memoryview of another item format is cast to bytes."""
+    if isinstance(data, memoryview) and data.format != "B":
+        return data.cast("B")
+    return data
+
+
+def split_records(data: Buffer, offset: int = 0, view_from: int = 0) -> tuple[list[Record], int]:
+    """Slice the whole records out of ``data`` from ``offset``: ``([(type, request_id, content),
+    ...], end)`` where ``end`` is the offset after the last whole record.
+
+    Stops at an incomplete record or at a header whose version is not 1 (the caller looks at
+    what is left). Content is bytes; STDIN and DATA content of ``view_from`` bytes or more
+    (``view_from`` > 0) is a memoryview of ``data`` instead of a copy.
+    """
+    _check_buffer(data)
+    if not isinstance(offset, int):
+        raise TypeError("offset must be an integer")
+    if not isinstance(view_from, int):
+        raise TypeError("view_from must be an integer")
+    data = _byte_view(data)
+    end = len(data)
+    if not 0 <= offset <= end:
+        raise ValueError("offset out of range")
+    view = memoryview(data) if view_from > 0 else None
+    records: list[Record] = []
+    pos, unpack = offset, _HEADER.unpack_from
+    while end - pos >= _HEADER_SIZE:
+        version, record_type, request_id, length, padding = unpack(data, pos)
+        start = pos + _HEADER_SIZE
+        if version != _VERSION or start + length + padding > end:
+            break
+        if view is not None and length >= view_from and record_type in _VIEW_TYPES:
+            content: bytes | memoryview = view[start : start + length]
+        else:
+            content = bytes(data[start : start + length])
+        records.append((record_type, request_id, content))
+        pos = start + length + padding
+    return records, pos
+
+
+def _frame(record_type: int, request_id: int, data: bytes, parts: list[bytes]) -> None:
+    """Append ``data`` framed as records of at most 65528 bytes (none for empty data)."""
+    for start in range(0, len(data), _RECORD_STEP):
+        chunk = data[start : start + _RECORD_STEP]
+        padding = -len(chunk) % 8
+        parts += (
+            _HEADER.pack(_VERSION, record_type, request_id, len(chunk), padding),
+            chunk,
+            _PADDING[:padding],
+        )
+
+
+def _raw(data: Buffer) -> bytes:
+    _check_buffer(data)
+    return data if type(data) is bytes else bytes(data)
+
+
+def frame_records(record_type: int, request_id: int, data: Buffer) -> bytes:
+    """Frame ``data`` of any size as records of at most 65535 bytes, each padded to 8 bytes.
+
+    Empty ``data`` gives no record at all (an empty record would end the stream).
+    """
+    _check_field(record_type, _TYPE_MAX, "record type")
+    _check_field(request_id, _ID_MAX, "request id")
+    parts: list[bytes] = []
+    _frame(record_type, request_id, _raw(data), parts)
+    return b"".join(parts)
+
+
+def frame_end(
+    request_id: int,
+    data: Buffer = b"",
+    app_status: int = 0,
+    protocol_status: int = 0,
+    stderr_sent: bool = False,
+) -> bytes:
+    """The end of a response in one buffer: ``data`` as STDOUT records, the empty STDOUT record
+    (and the empty STDERR one when ``stderr_sent``) and END_REQUEST.
+
+    ``app_status`` wraps to 32 bits, as the field holds no more.
+    """
+    _check_field(request_id, _ID_MAX, "request id")
+    raw = _raw(data)
+    if not isinstance(app_status, int):
+        raise TypeError("app status must be an integer")
+    _check_field(protocol_status, _STATUS_MAX, "protocol status")
+    parts: list[bytes] = []
+    _frame(_STDOUT, request_id, raw, parts)
+    parts.append(_HEADER.pack(_VERSION, _STDOUT, request_id, 0, 0))
+    if stderr_sent:
+        parts.append(_HEADER.pack(_VERSION, _STDERR, request_id, 0, 0))
+    parts += (
+        _HEADER.pack(_VERSION, _END_REQUEST, request_id, 8, 0),
+        (app_status & _APP_STATUS_MASK).to_bytes(4, "big"),
+        bytes((protocol_status, 0, 0, 0)),
+    )
+    return b"".join(parts)
 
 
 # --- pack and uid ----------------------------------------------------------------------------

@@ -26,6 +26,9 @@ IMPLEMENTATION: str = "python" if _impl.__name__.endswith("_py") else "c"
 decode_params = _impl.decode_params
 encode_params = _impl.encode_params
 parse_record_header = _impl.parse_record_header
+split_records = _impl.split_records
+frame_records = _impl.frame_records
+frame_end = _impl.frame_end
 pack = _impl.pack
 uid = _impl.uid
 url_encode = _impl.url_encode
@@ -41,8 +44,11 @@ __all__ = [
     "decode_params",
     "decompose_query",
     "encode_params",
+    "frame_end",
+    "frame_records",
     "pack",
     "parse_record_header",
+    "split_records",
     "uid",
     "url_decode",
     "url_encode",

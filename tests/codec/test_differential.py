@@ -178,6 +178,133 @@ def test_sha1(c_codec: ModuleType, py_codec: ModuleType, data: bytes) -> None:
     assert c_codec._sha1(data) == py_codec._sha1(data)
 
 
+# -- record framing ---------------------------------------------------------------------------
+
+# Record headers as a peer might send them: mostly valid, some with another version, lengths
+# that run past the buffer, and every record type the views care about.
+HEADERS = st.tuples(
+    st.sampled_from([1, 1, 1, 1, 0, 2, 255]),
+    st.sampled_from([1, 3, 4, 5, 5, 6, 8, 8, 11, 200]),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 64),
+    st.integers(0, 12),
+)
+RECORD_STREAMS = st.lists(st.tuples(HEADERS, st.binary(max_size=64)), max_size=12)
+BUFFER_KINDS = st.sampled_from([bytes, bytearray, memoryview])
+
+
+def raw_records(records: list[tuple[tuple[int, int, int, int, int], bytes]]) -> bytes:
+    """Records whose header lengths may disagree with the bytes that follow them."""
+    out = b""
+    for (version, kind, rid, length, padding), body in records:
+        out += bytes((version, kind, rid >> 8, rid & 0xFF, length >> 8, length & 0xFF, padding, 0))
+        out += body
+    return out
+
+
+def split_outcome(codec: ModuleType, *args: Any) -> tuple[Any, ...]:
+    """split_records' outcome with each content's type named (a view or a copy)."""
+    result = outcome(codec.split_records, *args)
+    if result[0] == "raised":
+        return result
+    records, end = result[2]
+    return ("returned", [(t, i, type(c).__name__, bytes(c)) for t, i, c in records], end)
+
+
+@thorough
+@given(
+    records=RECORD_STREAMS,
+    cut=st.integers(0, 64),
+    offset=st.integers(-2, 40),
+    view_from=st.sampled_from([0, -1, 1, 8, 64, 2**70]),
+    kind=BUFFER_KINDS,
+)
+def test_split_records(
+    c_codec: ModuleType,
+    py_codec: ModuleType,
+    records: list[tuple[tuple[int, int, int, int, int], bytes]],
+    cut: int,
+    offset: int,
+    view_from: int,
+    kind: type,
+) -> None:
+    raw = raw_records(records)
+    data = kind(raw[: len(raw) - cut] if cut < len(raw) else raw)
+    expected = split_outcome(py_codec, data, offset, view_from)
+    assert split_outcome(c_codec, data, offset, view_from) == expected
+
+
+@thorough
+@given(data=st.binary(max_size=200), offset=st.integers(0, 24), view_from=st.integers(-1, 9))
+def test_split_records_on_any_bytes(
+    c_codec: ModuleType, py_codec: ModuleType, data: bytes, offset: int, view_from: int
+) -> None:
+    assert split_outcome(c_codec, data, offset, view_from) == split_outcome(
+        py_codec, data, offset, view_from
+    )
+
+
+FIELDS = st.one_of(st.integers(-2, 0x10001), st.sampled_from([2**64, -(2**64), 1.0, "1", None]))
+STREAM_SIZES = st.sampled_from([0, 1, 7, 8, 9, 65527, 65528, 65529, 65535, 65536, 131057])
+
+
+@thorough
+@given(
+    record_type=FIELDS, request_id=FIELDS, size=STREAM_SIZES, kind=BUFFER_KINDS, byte=st.binary()
+)
+def test_frame_records(
+    c_codec: ModuleType,
+    py_codec: ModuleType,
+    record_type: object,
+    request_id: object,
+    size: int,
+    kind: type,
+    byte: bytes,
+) -> None:
+    data = kind((byte or b"\x00") * size)[:size]
+    same_outcome(c_codec, py_codec, "frame_records", record_type, request_id, data)
+
+
+@thorough
+@given(
+    request_id=FIELDS,
+    size=STREAM_SIZES,
+    app_status=st.one_of(st.integers(), st.sampled_from([True, 1.5, None])),
+    protocol_status=FIELDS,
+    stderr_sent=st.sampled_from([False, True, 0, 2, "", None]),
+    kind=BUFFER_KINDS,
+)
+def test_frame_end(
+    c_codec: ModuleType,
+    py_codec: ModuleType,
+    request_id: object,
+    size: int,
+    app_status: object,
+    protocol_status: object,
+    stderr_sent: object,
+    kind: type,
+) -> None:
+    data = kind(b"o" * size)
+    same_outcome(
+        c_codec, py_codec, "frame_end", request_id, data, app_status, protocol_status, stderr_sent
+    )
+
+
+@thorough
+@given(record_type=st.integers(0, 255), request_id=st.integers(0, 0xFFFF), data=st.binary())
+def test_framing_cross_round_trip(
+    c_codec: ModuleType, py_codec: ModuleType, record_type: int, request_id: int, data: bytes
+) -> None:
+    for framer, splitter in ((c_codec, py_codec), (py_codec, c_codec)):
+        framed = framer.frame_records(record_type, request_id, data)
+        records, end = splitter.split_records(framed)
+        assert end == len(framed) and len(framed) % 8 == 0
+        assert b"".join(content for _, _, content in records) == data
+        assert {(t, i) for t, i, _ in records} <= {(record_type, request_id)}
+        ended, _ = splitter.split_records(framer.frame_end(request_id, data, 0, 0, True))
+        assert ended[-3:] == [(6, request_id, b""), (7, request_id, b""), (3, request_id, bytes(8))]
+
+
 BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("pack", (), {}),
     ("pack", (b"", 5, 6), {}),
@@ -193,6 +320,17 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("decode_params", (b"", b""), {}),
     ("encode_params", (), {"pairs": [], "data": 1}),
     ("parse_record_header", (b"",), {"data": b""}),
+    ("split_records", (), {}),
+    ("split_records", (b"", 0, 0, 0), {}),
+    ("split_records", (b"",), {"data": b""}),
+    ("split_records", (b"",), {"views": 1}),
+    ("frame_records", (6, 1), {}),
+    ("frame_records", (6, 1, b"", b""), {}),
+    ("frame_records", (6,), {"request_id": 1, "payload": b""}),
+    ("frame_end", (), {}),
+    ("frame_end", (1, b"", 0, 0, False, 1), {}),
+    ("frame_end", (1,), {"request_id": 1}),
+    ("frame_end", (1,), {"status": 0}),
 ]
 
 
