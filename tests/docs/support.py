@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -150,3 +151,99 @@ def python_env(**extra: str) -> dict[str, str]:
     env = smisk_env(**extra)
     env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
     return env
+
+
+# -- web servers -------------------------------------------------------------------------------
+# Each *_conf helper wraps a site snippet in the smallest complete configuration that runs in the
+# foreground from a private directory; the snippet itself is used as given.
+
+APACHE_MODULES = "/usr/lib/apache2/modules"
+
+
+def binary(name: str) -> str:
+    """The path of a web server program; missing is an error (install-system-deps installs it)."""
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    assert found, f"{name} is not installed (scripts/install-system-deps installs it)"
+    return found
+
+
+def nginx_conf(workdir: Path, site: str) -> Path:
+    """``nginx.conf`` in ``workdir`` with ``site`` inside ``http { }`` (workers as www-data)."""
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+user www-data;
+worker_processes 2;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/body;
+  fastcgi_temp_path {workdir}/fastcgi;
+  proxy_temp_path {workdir}/proxy;
+  uwsgi_temp_path {workdir}/uwsgi;
+  scgi_temp_path {workdir}/scgi;
+{site}
+}}
+""")
+    return conf
+
+
+def apache_conf(workdir: Path, port: int, site: str) -> Path:
+    """``httpd.conf`` for ``site`` (a ``<VirtualHost *:80>``), listening on 127.0.0.1:PORT."""
+    site = substitute(site, {"<VirtualHost *:80>": f"<VirtualHost *:{port}>"})
+    modules = ("mpm_event", "authz_core", "proxy", "proxy_fcgi")
+    loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in modules)
+    conf = workdir / "httpd.conf"
+    conf.write_text(f"""
+Listen 127.0.0.1:{port}
+ServerName localhost
+PidFile {workdir}/httpd.pid
+ErrorLog {workdir}/apache-error.log
+DefaultRuntimeDir {workdir}
+Mutex file:{workdir} default
+{loads}
+User www-data
+Group www-data
+{site}
+""")
+    return conf
+
+
+def lighttpd_conf(workdir: Path, port: int, snippet: str, username: str = "") -> Path:
+    """``lighttpd.conf`` with ``snippet``, its docroot ``workdir``; ``username`` drops privileges."""
+    conf = workdir / "lighttpd.conf"
+    log = workdir / "lighttpd-error.log"
+    log.touch()
+    uploads = workdir / "lighttpd-uploads"  # request bodies are buffered there
+    uploads.mkdir()
+    if username:  # lighttpd opens these after dropping privileges
+        shutil.chown(log, username, username)
+        shutil.chown(uploads, username, username)
+    user = f'server.username = "{username}"\nserver.groupname = "{username}"' if username else ""
+    conf.write_text(f"""
+server.document-root = "{workdir}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{workdir}/lighttpd-error.log"
+server.pid-file = "{workdir}/lighttpd.pid"
+server.upload-dirs = ( "{uploads}" )
+{user}
+{snippet}
+""")
+    return conf
+
+
+def caddy_command(workdir: Path, site: str) -> tuple[list[str], dict[str, str]]:
+    """How to run Caddy on the Caddyfile ``site`` (plus ``admin off``): argv and environment.
+
+    Caddy keeps its state under HOME/XDG directories: they point into ``workdir``.
+    """
+    caddyfile = workdir / "Caddyfile"
+    caddyfile.write_text("{\n\tadmin off\n}\n\n" + site)
+    env = python_env(HOME=str(workdir), XDG_DATA_HOME=str(workdir), XDG_CONFIG_HOME=str(workdir))
+    argv = [binary("caddy"), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    return argv, env

@@ -25,8 +25,13 @@ import pytest
 from smisk.probe import run_checks
 from tests.docs.support import (
     ROOT,
+    apache_conf,
+    binary,
+    caddy_command,
     free_port,
     http,
+    lighttpd_conf,
+    nginx_conf,
     python_env,
     recipe,
     server,
@@ -38,15 +43,6 @@ from tests.serve.support import ServeProcess, wait_until
 
 APP = "tests.docs.apps:Echo"
 SMISK = f"{sys.executable} -m smisk"
-MODULES = "/usr/lib/apache2/modules"
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
-    assert found, f"{name} is not installed (scripts/install-system-deps installs it)"
-    return found
 
 
 @pytest.fixture
@@ -99,28 +95,6 @@ def established_to(port: int) -> int:
 # -- nginx -------------------------------------------------------------------------------------
 
 
-def nginx_conf(workdir: Path, site: str) -> Path:
-    conf = workdir / "nginx.conf"
-    conf.write_text(f"""
-user www-data;
-worker_processes 2;
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {workdir}/body;
-  fastcgi_temp_path {workdir}/fastcgi;
-  proxy_temp_path {workdir}/proxy;
-  uwsgi_temp_path {workdir}/uwsgi;
-  scgi_temp_path {workdir}/scgi;
-{site}
-}}
-""")
-    return conf
-
-
 def run_nginx(workdir: Path, site: str) -> tuple[int, Iterator[subprocess.Popen[bytes]]]:
     port = free_port()
     site = substitute(site, {"listen 80;": f"listen 127.0.0.1:{port};"})
@@ -167,26 +141,6 @@ def test_nginx_tcp_keeps_a_pool_of_connections(workdir: Path) -> None:
 # -- Apache httpd ------------------------------------------------------------------------------
 
 
-def apache_conf(workdir: Path, port: int, site: str) -> Path:
-    site = substitute(site, {"<VirtualHost *:80>": f"<VirtualHost *:{port}>"})
-    modules = ("mpm_event", "authz_core", "proxy", "proxy_fcgi")
-    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in modules)
-    conf = workdir / "httpd.conf"
-    conf.write_text(f"""
-Listen 127.0.0.1:{port}
-ServerName localhost
-PidFile {workdir}/httpd.pid
-ErrorLog {workdir}/apache-error.log
-DefaultRuntimeDir {workdir}
-Mutex file:{workdir} default
-{loads}
-User www-data
-Group www-data
-{site}
-""")
-    return conf
-
-
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_apache_mod_proxy_fcgi(workdir: Path, transport: str) -> None:
     page = "deploy/apache.md"
@@ -207,29 +161,6 @@ def test_apache_mod_proxy_fcgi(workdir: Path, transport: str) -> None:
 
 
 # -- lighttpd ----------------------------------------------------------------------------------
-
-
-def lighttpd_conf(workdir: Path, port: int, snippet: str, username: str = "") -> Path:
-    conf = workdir / "lighttpd.conf"
-    log = workdir / "lighttpd-error.log"
-    log.touch()
-    uploads = workdir / "lighttpd-uploads"  # request bodies are buffered there
-    uploads.mkdir()
-    if username:  # lighttpd opens these after dropping privileges
-        shutil.chown(log, username, username)
-        shutil.chown(uploads, username, username)
-    user = f'server.username = "{username}"\nserver.groupname = "{username}"' if username else ""
-    conf.write_text(f"""
-server.document-root = "{workdir}"
-server.bind = "127.0.0.1"
-server.port = {port}
-server.errorlog = "{workdir}/lighttpd-error.log"
-server.pid-file = "{workdir}/lighttpd.pid"
-server.upload-dirs = ( "{uploads}" )
-{user}
-{snippet}
-""")
-    return conf
 
 
 def test_lighttpd_socket(workdir: Path) -> None:
@@ -282,14 +213,11 @@ def test_caddy_reverse_proxy_fastcgi(workdir: Path) -> None:
     sock = str(workdir / "app.sock")
     argv = smisk_argv(page, "smisk-unix", {"/run/smisk/app.sock": sock})
     port = free_port()
-    caddyfile = workdir / "Caddyfile"
     site = substitute(
         recipe(page, "caddyfile"),
         {"example.org": f"http://127.0.0.1:{port}", "/run/smisk/app.sock": sock},
     )
-    caddyfile.write_text("{\n\tadmin off\n}\n\n" + site)
-    env = python_env(HOME=str(workdir), XDG_DATA_HOME=str(workdir), XDG_CONFIG_HOME=str(workdir))
-    command = [binary("caddy"), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    command, env = caddy_command(workdir, site)
     with start_smisk(argv), server(command, env=env, cwd=workdir) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(url, proc)
