@@ -184,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve HTTP/1.1 on ADDR through a built-in front end (development)",
     )
     add(
+        "--http-max-connections",
+        type=_positive_int,
+        default=_env("HTTP_MAX_CONNECTIONS"),
+        metavar="N",
+        help="open --http connections per worker before accepting pauses (default 512, fewer "
+        "when ulimit -n is low)",
+    )
+    add(
+        "--http-idle-timeout",
+        type=_seconds,
+        default=_env("HTTP_IDLE_TIMEOUT"),
+        metavar="S",
+        help="seconds an --http keep-alive connection may wait for its next request "
+        "(default 75; 0: no limit)",
+    )
+    add(
         "--allow-from",
         action="append",
         metavar="NET",
@@ -272,13 +288,16 @@ def _apply_allow_from(values: list[str] | None) -> None:
         os.environ["SMISK_ALLOW_FROM"] = text
 
 
-# Server limits reach every worker's ServerLimits.from_environ() through these variables.
+# Server limits reach every worker's ServerLimits.from_environ() (and the --http front end's
+# HTTPLimits.from_environ()) through these variables.
 _LIMIT_VARIABLES = {
     "max_body_size": "SMISK_MAX_BODY_SIZE",
     "max_in_flight": "SMISK_MAX_REQUESTS_IN_FLIGHT",
     "params_timeout": "SMISK_PARAMS_TIMEOUT",
     "body_timeout": "SMISK_BODY_TIMEOUT",
     "send_buffer": "SMISK_SEND_BUFFER",
+    "http_max_connections": "SMISK_HTTP_MAX_CONNECTIONS",
+    "http_idle_timeout": "SMISK_HTTP_IDLE_TIMEOUT",
 }
 
 
@@ -356,6 +375,14 @@ def version_text() -> str:
     )
 
 
+def _require_h11() -> None:
+    """``--http`` parses HTTP with h11: without it, say so in one line before binding."""
+    try:
+        import h11  # noqa: F401
+    except ImportError:
+        raise UsageError("--http needs the h11 package: pip install h11") from None
+
+
 def _check_target(spec: str, target: Any) -> None:
     from smisk.core.application import Application
 
@@ -394,6 +421,8 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     config.ops()  # a bad --access-log template or --status-path fails here, before binding
     if config.loop == "uvloop" and not uvloop_available():
         raise UsageError("--loop uvloop: uvloop is not installed (pip install 'smisk[uvloop]')")
+    if config.http:
+        _require_h11()
     _apply_allow_from(options.allow_from)
     _apply_limits(options)
     allocator.tune(options.malloc_keep * allocator.MIB)  # forked workers inherit it

@@ -3,15 +3,23 @@
 Rules: HTTP parsing is h11's (no hand-written parsing here). Each HTTP connection gets its own
 FastCGI connection to the app's server in the same process, over a socketpair: each HTTP request
 becomes one FastCGI request with nginx-like params. Bodies stream both ways with ``drain`` in
-between; nothing buffers a whole body. Not meant for production traffic: put nginx in front.
+between; nothing buffers a whole body. Every client is bounded like a FastCGI peer: a request
+head within ``ServerLimits.params_timeout``, a keep-alive wait within ``HTTPLimits.idle_timeout``,
+at most ``HTTPLimits.max_connections`` connections (the request body is bounded by the FastCGI
+server's own ``body_timeout`` and ``max_body_size``). Not meant for production: put nginx in front.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import resource
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -24,7 +32,7 @@ from smisk.protocol.records import RecordReader, encode_record, encode_stream
 from smisk.server import Address, Listener, Server
 from smisk.server.protocol import FastCGIProtocol
 
-__all__ = ["DevHTTPFrontEnd"]
+__all__ = ["DevHTTPFrontEnd", "HTTPLimits", "default_max_connections"]
 
 log = logging.getLogger("smisk.http")
 
@@ -35,6 +43,76 @@ MAX_HEAD = 64 * 1024  # a CGI header block larger than this is a broken app (ngi
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"status"})
 _BAD_GATEWAY = b"502 Bad Gateway: the application ended without a valid response\n"
 
+DEFAULT_MAX_CONNECTIONS = 512  # nginx's worker_connections
+DEFAULT_IDLE_TIMEOUT = 75.0  # nginx's keepalive_timeout; below the FastCGI side's 300 s
+# A connection holds three descriptors: the client's socket and both ends of the socketpair.
+FDS_PER_CONNECTION = 3
+# Descriptors left for everything else (listeners, logs, the application's own files) when the
+# default connection limit is derived from RLIMIT_NOFILE.
+RESERVED_FDS = 64
+# Seconds accepting waits after running out of descriptors when none of our connections closes
+# meanwhile (asyncio's own accept loop waits as long).
+RETRY_DELAY = 1.0
+# accept() and socketpair() errors that mean "no resources now, try again later".
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def default_max_connections(nofile: int | None = None) -> int:
+    """``DEFAULT_MAX_CONNECTIONS``, or fewer when the descriptor limit ``nofile`` (default: this
+    process's soft RLIMIT_NOFILE) cannot hold that many with ``RESERVED_FDS`` to spare."""
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if nofile == resource.RLIM_INFINITY:
+        return DEFAULT_MAX_CONNECTIONS
+    return max(1, min(DEFAULT_MAX_CONNECTIONS, (nofile - RESERVED_FDS) // FDS_PER_CONNECTION))
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPLimits:
+    """What the development front end holds its HTTP clients to (per process).
+
+    The request-head timeout is the FastCGI server's ``ServerLimits.params_timeout`` and the
+    body limits are its ``body_timeout`` and ``max_body_size``: one setting bounds both sides.
+    """
+
+    # Open HTTP connections; at the limit accepting pauses (new clients wait in the backlog).
+    max_connections: int = field(default_factory=default_max_connections)
+    # Seconds a keep-alive connection may wait for its next request before it is closed.
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> HTTPLimits:
+        """Defaults overridden by ``SMISK_HTTP_MAX_CONNECTIONS`` (0: the default) and
+        ``SMISK_HTTP_IDLE_TIMEOUT`` (0: no limit), which ``--http-max-connections`` and
+        ``--http-idle-timeout`` set. Raises ``ValueError`` naming a malformed variable."""
+        env = os.environ if environ is None else environ
+        limits = cls()
+        connections = _non_negative(env, "SMISK_HTTP_MAX_CONNECTIONS", int)
+        if connections:
+            limits = replace(limits, max_connections=int(connections))
+        idle = _non_negative(env, "SMISK_HTTP_IDLE_TIMEOUT", float)
+        if idle is not None:
+            limits = replace(limits, idle_timeout=idle)
+        return limits
+
+
+def _non_negative(env: Mapping[str, str], variable: str, kind: type[float]) -> float | None:
+    text = env.get(variable, "").strip()
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{variable}={text!r} is not a non-negative number")
+    return value
+
+
+def _deadline(seconds: float) -> float | None:
+    """A timeout for ``asyncio.timeout``: 0 turns the limit off, as for the FastCGI side."""
+    return seconds if seconds > 0 else None
+
 
 class BadGateway(Exception):
     """The application's FastCGI output could not be turned into an HTTP response."""
@@ -43,92 +121,226 @@ class BadGateway(Exception):
 class DevHTTPFrontEnd:
     """Serves HTTP on listeners by forwarding to ``server`` over in-process FastCGI."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, limits: HTTPLimits | None = None) -> None:
         self.server = server
+        # Without an explicit value, SMISK_HTTP_* variables apply (set by smisk-serve options).
+        self.limits = limits if limits is not None else HTTPLimits.from_environ()
         self.listeners: list[Listener] = []
-        self._servers: list[asyncio.Server] = []
+        self._acceptors: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed_one = asyncio.Event()  # set whenever a connection ends: room to accept
+        self._paused = False
 
     @property
     def addresses(self) -> list[Address]:
         """The HTTP addresses being served."""
         return [listener.bound_address for listener in self.listeners]
 
+    @property
+    def connection_count(self) -> int:
+        """HTTP connections open now."""
+        return len(self._tasks)
+
     async def start(self, listeners: list[Listener]) -> None:
         """Accept HTTP connections on ``listeners`` (closed again by ``close()``)."""
+        loop = asyncio.get_running_loop()
         for listener in listeners:
-            server = await asyncio.start_server(self._accepted, sock=listener.socket)
             self.listeners.append(listener)
-            self._servers.append(server)
+            self._acceptors.add(loop.create_task(self._accept_loop(listener)))
 
     async def close(self) -> None:
         """Stop accepting and drop open HTTP connections (the FastCGI side closes gracefully)."""
-        for server in self._servers:
-            server.close()
+        for task in [*self._acceptors, *self._tasks]:
+            task.cancel()
+        for tasks in (self._acceptors, self._tasks):
+            if tasks:
+                await asyncio.wait(tasks)
+        self._acceptors.clear()
         for listener in self.listeners:
             listener.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    # -- accepting ---------------------------------------------------------------------------
+
+    async def _accept_loop(self, listener: Listener) -> None:
+        """Accept while there is room; a pause leaves new clients queued in the listen backlog."""
+        while True:
+            await self._wait_for_room()
+            try:
+                client, pair = await _accept(listener.socket)
+            except ConnectionAbortedError:
+                continue  # the client left while it was queued
+            except OSError as error:
+                await self._accept_failed(error)
+                continue
+            self._resumed()
+            task = asyncio.get_running_loop().create_task(self._serve(client, pair))
+            self._tasks.add(task)
+            task.add_done_callback(self._connection_done)
+
+    async def _wait_for_room(self) -> None:
+        while len(self._tasks) >= self.limits.max_connections:
+            if not self._paused:
+                self._paused = True
+                log.warning(
+                    "HTTP max_connections (%d) reached: accepting paused until a connection closes",
+                    self.limits.max_connections,
+                )
+            self._closed_one.clear()
+            await self._closed_one.wait()
+
+    async def _accept_failed(self, error: OSError) -> None:
+        """Out of descriptors (or another accept error): pause until a connection of ours
+        closes, or ``RETRY_DELAY`` when the descriptors are held elsewhere."""
+        if not self._paused:
+            self._paused = True
+            if error.errno in _OUT_OF_RESOURCES:
+                log.warning(
+                    "out of file descriptors (%s): accepting HTTP connections paused until one "
+                    "closes (%d open)",
+                    error.strerror,
+                    len(self._tasks),
+                )
+            else:
+                log.error("accepting an HTTP connection failed: %s; retrying", error)
+        self._closed_one.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RETRY_DELAY):
+                await self._closed_one.wait()
+
+    def _resumed(self) -> None:
+        if self._paused:
+            self._paused = False
+            log.info("accepting HTTP connections again (%d open)", len(self._tasks))
+
+    def _connection_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._closed_one.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("HTTP connection failed", exc_info=task.exception())
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _serve(
+        self, client: socket.socket, pair: tuple[socket.socket, socket.socket]
+    ) -> None:
         try:
-            await _HTTPConnection(self.server, reader, writer).run()
+            reader, writer = await asyncio.open_connection(sock=client)
+        except BaseException:
+            client.close()
+            for sock in pair:
+                sock.close()
+            raise
+        try:
+            app = await _connect_app(self.server, pair)
+            await _HTTPConnection(self, reader, writer).run(*app)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except h11.ProtocolError as error:
             log.info("dropping HTTP connection: %s", error)
         finally:
-            self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+async def _accept(sock: socket.socket) -> tuple[socket.socket, tuple[socket.socket, socket.socket]]:
+    """Accept one client with its socketpair to the app, taken first: running out of descriptors
+    then leaves the client queued in the backlog instead of accepting and dropping it."""
+    pair = socket.socketpair()
+    try:
+        client, _ = await asyncio.get_running_loop().sock_accept(sock)
+    except BaseException:
+        for end in pair:
+            end.close()
+        raise
+    return client, pair
+
+
+async def _connect_app(
+    server: Server, pair: tuple[socket.socket, socket.socket]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Serve one end of ``pair`` as a FastCGI connection of ``server``; return streams on the
+    other end."""
+    ours, theirs = pair
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_accepted_socket(lambda: FastCGIProtocol(server), theirs)
+    except BaseException:
+        ours.close()
+        theirs.close()
+        raise
+    try:
+        return await asyncio.open_connection(sock=ours)
+    except BaseException:
+        ours.close()  # the server's side reads EOF and closes
+        raise
 
 
 class _HTTPConnection:
     """One HTTP client connection and its FastCGI connection to the app."""
 
     def __init__(
-        self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, front: DevHTTPFrontEnd, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self.server = server
+        self.server = front.server
+        self.head_timeout = _deadline(front.server.server_limits.params_timeout)
+        self.idle_timeout = _deadline(front.limits.idle_timeout)
         self.reader = reader
         self.writer = writer
         self.http = h11.Connection(h11.SERVER)
         self.peer = writer.get_extra_info("peername") or ("", 0)
         self.local = writer.get_extra_info("sockname") or ("", 0)
 
-    async def run(self) -> None:
-        fcgi_reader, fcgi_writer = await self._connect_app()
+    async def run(
+        self, fcgi_reader: asyncio.StreamReader, fcgi_writer: asyncio.StreamWriter
+    ) -> None:
         try:
-            while True:
-                event = await self._next_event()
-                if not isinstance(event, h11.Request):
-                    return
-                await self._exchange(event, fcgi_reader, fcgi_writer)
+            request = await self._next_request(first=True)
+            while request is not None:
+                await self._exchange(request, fcgi_reader, fcgi_writer)
                 if self.http.our_state is not h11.DONE or self.http.their_state is not h11.DONE:
                     return
                 self.http.start_next_cycle()
+                request = await self._next_request(first=False)
         finally:
             fcgi_writer.close()
 
-    async def _connect_app(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        ours, theirs = socket.socketpair()
-        loop = asyncio.get_running_loop()
+    async def _next_request(self, first: bool) -> h11.Request | None:
+        """The next request head, or None when the connection is to close (the client left,
+        stayed idle, was too slow or sent something unusable: answered 408 or 400)."""
+        if not first and not self.http.trailing_data[0] and not await self._wait_idle():
+            return None
         try:
-            await loop.connect_accepted_socket(lambda: FastCGIProtocol(self.server), theirs)
-        except BaseException:
-            ours.close()
-            theirs.close()
-            raise
-        return await asyncio.open_connection(sock=ours)
+            async with asyncio.timeout(self.head_timeout):
+                event = await self._next_event()
+        except TimeoutError:
+            if self.http.trailing_data[0]:  # a head was begun: say why it is cut off
+                self._refuse(408, "the request head did not arrive in time (params_timeout)")
+            return None
+        except h11.RemoteProtocolError as error:
+            if not self.http.trailing_data[1]:  # a client that left mid-head hears nothing
+                self._refuse(error.error_status_hint, str(error))
+            return None
+        if not isinstance(event, h11.Request):
+            return None
+        if _ambiguous_framing(event):
+            # RFC 9112 6.1: a request framed both ways may be read differently by a proxy in
+            # front of us; serving it and keeping the connection would let a second request
+            # hide in its body.
+            self._refuse(400, "both Content-Length and Transfer-Encoding")
+            return None
+        return event
+
+    async def _wait_idle(self) -> bool:
+        """Wait for the first bytes of the next request on a kept-alive connection; False when
+        ``idle_timeout`` passes first (the connection closes quietly, as nginx does)."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
+            return False
+        self.http.receive_data(data)
+        return True
 
     async def _next_event(self) -> Any:
         while True:
@@ -197,16 +409,37 @@ class _HTTPConnection:
             (b"REMOTE_PORT", str(self.peer[1]).encode()),
         ]
         for name, value in request.headers:
+            if b"_" in name:
+                # "Content_Length" and "Content-Length" would both become CONTENT_LENGTH, and
+                # "X_Forwarded_For" would pass for X-Forwarded-For: nginx drops such names too.
+                log.info("ignoring the header %r: '_' in a name is read as '-'", bytes(name))
+                continue
             params.append((_param_name(bytes(name)), bytes(value)))
         return [pair for pair in params if pair[0] != b"HTTP_PROXY"]  # httpoxy
 
-    def _send_error(self, status: int, body: bytes) -> None:
-        if self.http.our_state is not h11.SEND_RESPONSE:
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be served with ``status`` and close the connection."""
+        log.info("refusing an HTTP request from %s: %s (%d)", self.peer[0], reason, status)
+        if self.http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            phrase = HTTPStatus(status).phrase
+            self._send_error(status, f"{status} {phrase}: {reason}\n".encode(), close=True)
+
+    def _send_error(self, status: int, body: bytes, *, close: bool = False) -> None:
+        if self.http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             raise ConnectionError("the response failed after it had begun")
         headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-        self.writer.write(self.http.send(h11.Response(status_code=status, headers=headers)))
+        if close:
+            headers.append(("Connection", "close"))
+        reason = HTTPStatus(status).phrase.encode()
+        response = h11.Response(status_code=status, headers=headers, reason=reason)
+        self.writer.write(self.http.send(response))
         self.writer.write(self.http.send(h11.Data(data=body)))
         self.writer.write(self.http.send(h11.EndOfMessage()))
+
+
+def _ambiguous_framing(request: h11.Request) -> bool:
+    names = {bytes(name) for name, _ in request.headers}  # h11 lower-cases header names
+    return b"content-length" in names and b"transfer-encoding" in names
 
 
 def _param_name(header: bytes) -> bytes:
