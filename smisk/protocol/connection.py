@@ -22,7 +22,13 @@ from smisk.protocol.events import (
     Stdin,
     StdinEnd,
 )
-from smisk.protocol.records import Content, RecordReader, encode_record, stream_parts
+from smisk.protocol.records import (
+    Content,
+    RecordReader,
+    encode_record,
+    end_parts,
+    stream_parts,
+)
 from smisk.protocol.state import TRANSITIONS, Action, State
 
 __all__ = ["FastCGIConnection"]
@@ -255,10 +261,8 @@ class FastCGIConnection:
         """Queue final STDOUT ``data``, close the output streams and queue END_REQUEST; the id
         becomes inactive."""
         request = self._active(request_id)
-        if data:
-            self._outgoing += stream_parts(RecordType.STDOUT, request_id, data)
-        self._outgoing.append(
-            _end_of_request(request_id, app_status, protocol_status, request.stderr_sent)
+        self._outgoing += end_parts(
+            request_id, data, app_status, protocol_status, request.stderr_sent
         )
         del self._requests[request_id]
         if not request.keep_conn:
@@ -285,18 +289,6 @@ class FastCGIConnection:
 def _end_record(request_id: int, app_status: int, protocol_status: int) -> bytes:
     body = (app_status & 0xFFFFFFFF).to_bytes(4, "big") + bytes((protocol_status, 0, 0, 0))
     return encode_record(RecordType.END_REQUEST, request_id, body)
-
-
-@functools.lru_cache(maxsize=512)
-def _end_of_request(
-    request_id: int, app_status: int, protocol_status: int, stderr_sent: bool
-) -> bytes:
-    """The empty STDOUT (and STDERR) records and END_REQUEST: the same few bytes for nearly
-    every request, so they are built once."""
-    tail = encode_record(RecordType.STDOUT, request_id)
-    if stderr_sent:
-        tail += encode_record(RecordType.STDERR, request_id)
-    return tail + _end_record(request_id, app_status, protocol_status)
 
 
 def _type_name(record_type: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+from smisk.codec import frame_end, frame_records, parse_record_header, split_records
 from smisk.protocol.constants import (
     HEADER_SIZE,
     MAX_CONTENT_LENGTH,
@@ -23,6 +24,7 @@ __all__ = [
     "RecordReader",
     "encode_record",
     "encode_stream",
+    "end_parts",
     "pack_header",
     "unpack_header",
 ]
@@ -73,7 +75,7 @@ def stream_parts(record_type: int, request_id: int, data: Content) -> list[bytes
     if not data:
         return []  # an empty record would end the stream
     if len(data) < ZERO_COPY_THRESHOLD:
-        return [encode_record(record_type, request_id, data)]
+        return [frame_records(record_type, request_id, data)]
     view = memoryview(data)
     parts: list[bytes | memoryview] = []
     for start in range(0, len(data), _STEP):
@@ -83,6 +85,18 @@ def stream_parts(record_type: int, request_id: int, data: Content) -> list[bytes
         parts.append(chunk)
         if padding:
             parts.append(_PADDING[:padding])
+    return parts
+
+
+def end_parts(
+    request_id: int, data: Content, app_status: int, protocol_status: int, stderr_sent: bool
+) -> list[bytes | memoryview]:
+    """The end of a response: final STDOUT ``data``, the empty STDOUT (and, once STDERR was
+    sent, STDERR) record and END_REQUEST. A small response is one buffer, framed in one step."""
+    if len(data) < ZERO_COPY_THRESHOLD:
+        return [frame_end(request_id, data, app_status, protocol_status, stderr_sent)]
+    parts = stream_parts(RecordType.STDOUT, request_id, data)
+    parts.append(frame_end(request_id, b"", app_status, protocol_status, stderr_sent))
     return parts
 
 
@@ -141,27 +155,21 @@ class RecordReader:
         if pos < 0 or self._error is not None:
             return records  # data went into the pending record, or its header was bad
         end = len(data)
-        unpack = _HEADER.unpack_from
-        view = memoryview(data) if type(data) is bytes and end >= ZERO_COPY_CONTENT else None
-        viewed = 0  # bytes of content handed out as views of ``data``
-        while end - pos >= HEADER_SIZE:
-            version, record_type, request_id, length, padding = unpack(data, pos)
+        views = ZERO_COPY_CONTENT if type(data) is bytes and end >= ZERO_COPY_CONTENT else 0
+        found, pos = split_records(data, pos, views)
+        if views:
+            found = _copy_if_sparse(found, end)
+        if records:
+            records += found
+        else:
+            records = found
+        if end - pos >= HEADER_SIZE:  # split_records stopped at a bad or incomplete record
+            version, _, _, length, padding = parse_record_header(data, pos)
             if version != VERSION:
                 self._error = RemoteProtocolError(f"unsupported FastCGI version {version}")
-                break
-            content_end = pos + HEADER_SIZE + length
-            if content_end + padding > end:
-                self._needed = HEADER_SIZE + length + padding
-                break
-            if view is not None and length >= ZERO_COPY_CONTENT and record_type in _VIEW_TYPES:
-                records.append((record_type, request_id, view[pos + HEADER_SIZE : content_end]))
-                viewed += length
-            else:
-                records.append((record_type, request_id, data[pos + HEADER_SIZE : content_end]))
-            pos = content_end + padding
-        if viewed and viewed * 2 < end:
-            records = [(kind, rid, bytes(content)) for kind, rid, content in records]
-        if pos < end and self._error is None:
+                return records
+            self._needed = HEADER_SIZE + length + padding
+        if pos < end:
             self._pending.append(data[pos:])
             self._pending_size = end - pos
         return records
@@ -193,6 +201,14 @@ class RecordReader:
                 self._pending, self._pending_size, self._needed = [], 0, HEADER_SIZE
                 return pos
             self._pending = [record]  # the header is whole: now wait for the content
+
+
+def _copy_if_sparse(records: list[Record], chunk_size: int) -> list[Record]:
+    """Copy viewed content out when it is less than half of its chunk (see ZERO_COPY_CONTENT)."""
+    viewed = sum(len(content) for _, _, content in records if type(content) is memoryview)
+    if viewed and viewed * 2 < chunk_size:
+        return [(kind, rid, bytes(content)) for kind, rid, content in records]
+    return records
 
 
 def is_known_type(record_type: int) -> bool:

@@ -634,3 +634,35 @@ def test_data_to_send_drains() -> None:
     conn.receive_data(get_values() + get_values())
     assert len(conn.data_to_send()) == 16
     assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize("stderr", [False, True])
+def test_a_small_response_ends_in_one_buffer(stderr: bool) -> None:
+    conn = FastCGIConnection()
+    conn.receive_data(request(4))
+    if stderr:
+        conn.send_stderr(4, b"warn")
+        conn.buffers_to_send()
+    conn.end_request(4, 0, data=b"Status: 200 OK\r\n\r\nhello")
+    buffers = conn.buffers_to_send()
+    assert len(buffers) == 1  # one write for the transport, nothing joined on the way
+    closing = [(STDERR, 4, b"")] if stderr else []
+    assert parse_records(bytes(buffers[0])) == [
+        (STDOUT, 4, b"Status: 200 OK\r\n\r\nhello"),
+        (STDOUT, 4, b""),
+        *closing,
+        end_record(4),
+    ]
+
+
+@pytest.mark.parametrize("length", [32 * 1024, 200000])
+def test_a_large_final_write_is_not_copied(length: int) -> None:
+    payload = bytes(length)
+    conn = FastCGIConnection()
+    conn.receive_data(request(5))
+    conn.end_request(5, 0, data=payload)
+    buffers = conn.buffers_to_send()
+    assert any(isinstance(b, memoryview) and b.obj is payload for b in buffers)
+    records = parse_records(b"".join(buffers))
+    assert stream_content(records, STDOUT, 5) == payload
+    assert records[-2:] == [(STDOUT, 5, b""), end_record(5)]
