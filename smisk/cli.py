@@ -3,7 +3,9 @@
 Rules: bad arguments and import errors print one line (``smisk-serve: error: ...``) and exit
 with status 2, never a traceback; every option can also come from a ``SMISK_*`` environment
 variable (``--bind`` from ``SMISK_BIND``, comma-separated; ``--max-requests`` from
-``SMISK_MAX_REQUESTS``; the application from ``SMISK_APP``); the command line wins.
+``SMISK_MAX_REQUESTS``; the application from ``SMISK_APP``); the command line wins. Without
+``--debug`` (or ``--env development``) the application runs in production mode: error pages
+show clients only the status.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any, NoReturn
 
 from smisk._version import __version__
 from smisk.runtime import allocator
+from smisk.runtime.mode import DEVELOPMENT, MODES, PRODUCTION, check_mode
+from smisk.runtime.ops.status import DEFAULT_STATUS_ALLOW
 from smisk.runtime.reload import AppImporter, ImportFailed
 from smisk.runtime.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
 from smisk.server import Listener, bind_listener, inherited_listener
-from smisk.server.limits import parse_size
+from smisk.server.limits import ServerLimits, parse_size
 
-__all__ = ["build_parser", "config_from", "load_app", "main", "version_text"]
+__all__ = ["build_parser", "config_from", "load_app", "main", "mode_of", "version_text"]
 
 log = logging.getLogger("smisk")
 
@@ -150,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer PATH with the status of all workers (JSON or OpenMetrics)",
     )
     add(
+        "--status-allow",
+        action="append",
+        metavar="NET",
+        help="clients (REMOTE_ADDR from the front end) that may read --status-path: addresses, "
+        "CIDR networks and 'unix' for clients without one (repeatable or comma-separated; "
+        f"default {DEFAULT_STATUS_ALLOW})",
+    )
+    add(
         "--slow-request-timeout",
         type=_seconds,
         default=_env("SLOW_REQUEST_TIMEOUT", "0"),
@@ -264,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="freed memory each process keeps for reuse instead of returning it to the "
         "system after every large request (glibc; 0: the C library's defaults)",
     )
+    add(
+        "--env",
+        choices=MODES,
+        help="production (default): error pages show clients only the status; development: "
+        "tracebacks (SMISK_ENV)",
+    )
+    add(
+        "--debug",
+        action="store_true",
+        help="development mode (--env development): error pages show tracebacks (SMISK_DEBUG)",
+    )
     add("--version", action="store_true", help="print versions and exit")
     return parser  # fmt: skip
 
@@ -309,6 +332,39 @@ def _apply_limits(options: argparse.Namespace) -> None:
             os.environ[variable] = str(value)
 
 
+def mode_of(options: argparse.Namespace) -> str:
+    """The mode: ``--env``, else ``--debug``, else ``SMISK_ENV``, else ``SMISK_DEBUG``; by
+    default production."""
+    if options.env is not None:
+        if options.debug and options.env != DEVELOPMENT:
+            raise UsageError(f"--debug contradicts --env {options.env}")
+        return str(options.env)
+    if options.debug:
+        return DEVELOPMENT
+    try:
+        mode = check_mode(_env("ENV") or None)
+    except ValueError as error:
+        raise UsageError(f"SMISK_ENV: {error}") from None
+    if mode is not None:
+        return mode
+    return DEVELOPMENT if _flag("DEBUG") else PRODUCTION
+
+
+def _warn_unauthenticated(listeners: list[Listener]) -> None:
+    """Warn about each FastCGI socket other machines can reach while no allow-list is set."""
+    if ServerLimits.from_environ().allow_from:
+        return
+    for listener in listeners:
+        address = listener.bound_address
+        if not address.is_local:
+            log.warning(
+                "%s is reachable from other machines and FastCGI has no authentication: "
+                "whoever connects can set REMOTE_USER, HTTPS or SCRIPT_FILENAME; restrict it "
+                "with --allow-from or FCGI_WEB_SERVER_ADDRS, or bind 127.0.0.1 or a unix socket",
+                address,
+            )
+
+
 def _split(values: list[str] | None, env_name: str) -> tuple[str, ...]:
     if values is None:
         values = [v for v in (_env(env_name) or "").split(",") if v.strip()]
@@ -333,12 +389,16 @@ def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
         reload=options.reload,
         access_log=options.access_log,
         status_path=options.status_path,
+        status_allow=",".join(options.status_allow or [])
+        or _env("STATUS_ALLOW")
+        or DEFAULT_STATUS_ALLOW,
         slow_request_timeout=options.slow_request_timeout,
         request_timeout=options.request_timeout,
         max_queue=options.max_queue,
         access_log_file=options.access_log_file,
         interface=interface_of(options.interface, target),
         mount=options.mount,
+        env=mode_of(options),
     )
 
 
@@ -427,6 +487,9 @@ def serve(spec: str, options: argparse.Namespace) -> int:
     _apply_limits(options)
     allocator.tune(options.malloc_keep * allocator.MIB)  # forked workers inherit it
     listeners, http = _listeners(config, options.socket_mode, options.socket_owner)
+    _warn_unauthenticated(listeners)
+    if config.env == DEVELOPMENT:
+        log.warning("development mode: error pages show tracebacks to every client")
     if config.supervised:
         supervisor = Supervisor(importer, target, config, listeners, http)
         status = supervisor.run()

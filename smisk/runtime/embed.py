@@ -17,6 +17,7 @@ from typing import Any
 from smisk.core.application import Application
 from smisk.runtime.handler import ApplicationHandler
 from smisk.runtime.interfaces import detect_interface, make_handler, start_handler, stop_handler
+from smisk.runtime.mode import apply_mode, check_mode
 from smisk.runtime.ops import CounterBlock, OpsConfig, wrap_handler
 from smisk.runtime.ops.handler import OpsHandler
 from smisk.server import Address, Listener, RequestCycle, Server, bind_listener
@@ -90,10 +91,14 @@ class EmbeddedServer:
         ops_slot: int = 1,
         interface: str = "smisk",
         mount: str = "",
+        env: str | None = None,
     ) -> None:
         self.interface = detect_interface(app) if interface == "auto" else interface
+        self.env = check_mode(env)
         # A WSGI/ASGI application is served as it is; a smisk one is instantiated here.
         self.app: Any = instantiate(app) if self.interface == "smisk" else app
+        if self.interface == "smisk":
+            apply_mode(self.app, self.env)
         self._mount = mount
         self.graceful_timeout = graceful_timeout
         self.handle_signals = handle_signals
@@ -289,6 +294,8 @@ def serve(app: Any, bind: str | Sequence[str] = (), **options: Any) -> EmbeddedS
     ``async with smisk.serve(app, bind="127.0.0.1:0") as server: ...`` — options are those of
     ``EmbeddedServer``: ``threads``, ``backlog``, ``graceful_timeout``, ``http`` (a development
     HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default), ``ops``
-    (an ``smisk.runtime.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding).
+    (an ``smisk.runtime.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding),
+    ``env`` (``"production"``: error pages show only the status; ``"development"``: tracebacks;
+    None, the default: the application's own ``show_traceback``).
     """
     return EmbeddedServer(app, bind, **options)

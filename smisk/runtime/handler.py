@@ -240,6 +240,7 @@ def stop_cycle(cycle: RequestCycle, page: bytes, reason: str) -> None:
 def run_application(app: Application) -> None:
     """The classic blocking ``Application.run()``: serve until SIGINT/SIGTERM/SIGHUP or exit()."""
     listener = take_listener()
+    _warn_public_tracebacks(app, listener)
     allocator.tune(allocator.keep_from_environ())
     if app.forks > 0:  # a supervisor keeps forks + 1 workers (smisk.runtime.workers)
         from smisk.runtime.workers import run_forked
@@ -255,6 +256,18 @@ def run_application(app: Application) -> None:
     finally:
         forget(listener)
         app.application_did_stop()
+
+
+def _warn_public_tracebacks(app: Application, listener: Listener) -> None:
+    """One line in the log when tracebacks go to clients other machines may be: the classic
+    default stays on, but a socket reachable from elsewhere usually means production."""
+    address = listener.bound_address
+    if app.show_traceback and not address.is_local:
+        log.warning(
+            "show_traceback is on and %s is reachable from other machines: error pages show "
+            "tracebacks to clients (set show_traceback = False in production)",
+            address,
+        )
 
 
 async def _serve_until_stopped(app: Application, listener: Listener) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from smisk.core.forms import remove_uploads_of
 from smisk.runtime.embed import EmbeddedServer
 from smisk.runtime.ops import CounterBlock, OpsConfig, reopen_logs
+from smisk.runtime.ops.status import DEFAULT_STATUS_ALLOW
 from smisk.runtime.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
 from smisk.server import Listener
 from smisk.server.listener import DEFAULT_BACKLOG
@@ -84,12 +85,14 @@ class ServeConfig:
     reload: bool = False
     access_log: str | None = None
     status_path: str | None = None
+    status_allow: str = DEFAULT_STATUS_ALLOW
     slow_request_timeout: float = 0.0
     request_timeout: float = 0.0
     max_queue: int | None = None
     access_log_file: str | None = None
     interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.runtime.interfaces)
     mount: str = ""  # WSGI SCRIPT_NAME / ASGI root_path prefix
+    env: str | None = None  # smisk.runtime.mode; None (Application.run()): the app decides
 
     @property
     def supervised(self) -> bool:
@@ -102,6 +105,7 @@ class ServeConfig:
             access_log=self.access_log,
             access_log_file=self.access_log_file,
             status_path=self.status_path,
+            status_allow=self.status_allow,
             slow_request_timeout=self.slow_request_timeout,
             request_timeout=self.request_timeout,
             max_queue=self.max_queue,
@@ -235,6 +239,7 @@ async def _worker_main(
             ops_slot=slot,
             interface=config.interface,
             mount=config.mount,
+            env=config.env,
         )
         await embedded.start()
     except Exception as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import ipaddress
 import os
 import pwd
 import socket
@@ -29,6 +30,22 @@ class Address:
     host: str = ""
     port: int = 0
     path: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        """True for a unix socket or a loopback IP address: only this machine can connect.
+        A wildcard (``:5000``) or a host name counts as reachable from elsewhere."""
+        if self.family == "unix":
+            return True
+        if self.host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(self.host.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback
 
     def __str__(self) -> str:
         if self.family == "unix":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from smisk.runtime.ops.accesslog import FORMATS, AccessFormat, reopen_logs
-from smisk.runtime.ops.status import CounterBlock
+from smisk.runtime.ops.status import DEFAULT_STATUS_ALLOW, CounterBlock, StatusAccess
 
 if TYPE_CHECKING:
     from smisk.runtime.ops.handler import Handler, OpsHandler
@@ -38,6 +38,7 @@ class OpsConfig:
     access_log: str | None = None  # "combined", "common", "json" or a "{field}" template
     access_log_file: str | None = None  # a path; None or "-": stderr
     status_path: str | None = None  # e.g. "/smisk-status"
+    status_allow: str = DEFAULT_STATUS_ALLOW  # who may read it: networks and "unix"
     slow_request_timeout: float = 0.0  # seconds in a handler before its stack is logged
     request_timeout: float = 0.0  # seconds before a request is answered 504
     max_queue: int | None = None  # requests waiting for a thread; None: QUEUE_PER_THREAD each
@@ -47,6 +48,10 @@ class OpsConfig:
             AccessFormat(self.access_log)  # raises ValueError for an unknown format
         if self.status_path is not None and not self.status_path.startswith("/"):
             raise ValueError(f"the status path must start with '/': {self.status_path!r}")
+        try:
+            StatusAccess.parse(self.status_allow)
+        except ValueError as error:
+            raise ValueError(f"status allow list: {error}") from None
         if self.max_queue is not None and self.max_queue < 0:
             raise ValueError("max_queue must not be negative")
 

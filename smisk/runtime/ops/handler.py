@@ -46,6 +46,7 @@ from smisk.runtime.ops.status import (
     THREADS_EXHAUSTED,
     TIMED_OUT,
     CounterBlock,
+    StatusAccess,
     choose_format,
     render_json,
     render_openmetrics,
@@ -93,6 +94,7 @@ def _page(status: int, reason: str, extra: str = "") -> bytes:
 
 
 TIMEOUT_PAGE = _page(504, "Gateway Timeout")
+STATUS_REFUSED_PAGE = _page(403, "Forbidden")
 SHED_PAGE = _page(503, "Service Unavailable", f"Retry-After: {RETRY_AFTER}\r\n")
 TIMEOUT_BODY = len(TIMEOUT_PAGE) - TIMEOUT_PAGE.index(b"\r\n\r\n") - 4
 SHED_BODY = len(SHED_PAGE) - SHED_PAGE.index(b"\r\n\r\n") - 4
@@ -301,6 +303,7 @@ class OpsHandler:
         path = config.status_path
         self.status_path = path.encode("latin-1") if path else None
         self._status_query = (path + "?").encode("latin-1") if path else b""
+        self.status_access = StatusAccess.parse(config.status_allow)
         self._share = self.block.shared and path is not None
         self.writer = _writer_for(config)
         self.flights: set[_Flight] = set()
@@ -409,6 +412,14 @@ class OpsHandler:
 
     def _answer_status(self, cycle: RequestCycle) -> None:
         params = dict(cycle.params)
+        remote = params.get(b"REMOTE_ADDR")
+        if not self.status_access.allows(remote):
+            log.info(
+                "status page refused to %s (not in --status-allow)",
+                remote.decode("latin-1") if remote else "a client without REMOTE_ADDR",
+            )
+            cycle.end(STATUS_REFUSED_PAGE)
+            return
         query = params.get(b"QUERY_STRING", b"").decode("latin-1")
         accept = params.get(b"HTTP_ACCEPT", b"").decode("latin-1")
         self._publish()

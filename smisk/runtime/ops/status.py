@@ -5,11 +5,12 @@ supervisor the block is shared memory created before forking, so any worker can 
 aggregate of all of them. Each slot has one writer (its worker; thread-side updates take the
 worker's lock), so no lock spans processes. When a worker exits, the supervisor folds its
 counters into slot 0 (the retired workers), so totals never go back. Durations are kept in
-microseconds and rendered in seconds.
+microseconds and rendered in seconds. Who may read the page is decided by ``StatusAccess`` alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import mmap
 import time
@@ -17,10 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from smisk.server.limits import Network, parse_allow_from
+
 __all__ = [
+    "DEFAULT_STATUS_ALLOW",
     "FIELDS",
     "CounterBlock",
     "Field",
+    "StatusAccess",
     "choose_format",
     "render_json",
     "render_openmetrics",
@@ -175,6 +180,43 @@ def snapshot(block: CounterBlock) -> dict[str, Any]:
     total["workers"] = len(slots)
     total["start_time"] = min(starts) if starts else 0
     return {"aggregate": total, "workers": [_values(slot) for slot in slots]}
+
+
+# -- who may read it ----------------------------------------------------------------------------
+
+# The page names process ids, start times and load: by default only this machine may read it.
+# "unix" stands for requests without a REMOTE_ADDR (a local FastCGI client) or with a unix-socket
+# one (a front end listening on a unix socket).
+DEFAULT_STATUS_ALLOW = "127.0.0.0/8,::1,unix"
+LOCAL = "unix"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAccess:
+    """The clients (by the REMOTE_ADDR the front end sends) the status page answers."""
+
+    networks: tuple[Network, ...]
+    local: bool  # requests without REMOTE_ADDR or from a unix-socket client
+
+    @classmethod
+    def parse(cls, text: str) -> StatusAccess:
+        """``"127.0.0.0/8, ::1 unix"``: networks and ``unix``, separated by commas or spaces.
+        Raises ``ValueError`` naming a bad entry."""
+        entries = text.replace(",", " ").split()
+        networks = parse_allow_from(" ".join(e for e in entries if e != LOCAL))
+        return cls(networks, LOCAL in entries)
+
+    def allows(self, remote_addr: bytes | None) -> bool:
+        """True when a request with this REMOTE_ADDR param (None: absent) may read the page."""
+        if not remote_addr or remote_addr.startswith(b"unix:"):
+            return self.local
+        try:
+            address = ipaddress.ip_address(remote_addr.decode("latin-1").partition("%")[0])
+        except ValueError:
+            return False  # not an address: nothing to match
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
 
 
 # -- renderings ----------------------------------------------------------------------------------
