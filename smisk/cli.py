@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="WSGI SCRIPT_NAME / ASGI root_path when the front end does not split the path",
     )
     add(
+        "--forwarded-allow-ips",
+        default=_env("FORWARDED_ALLOW_IPS", ""),
+        metavar="NETS",
+        help="proxies (REMOTE_ADDR from the front end) whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed: addresses and CIDR networks, comma-separated, or '*' "
+        "(default: none)",
+    )
+    add(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=("debug", "info", "warning", "error", "critical"),
@@ -398,8 +406,20 @@ def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
         access_log_file=options.access_log_file,
         interface=interface_of(options.interface, target),
         mount=options.mount,
+        forwarded_allow_ips=_forwarded_allow_ips(options.forwarded_allow_ips),
         env=mode_of(options),
     )
+
+
+def _forwarded_allow_ips(text: str) -> str:
+    """``--forwarded-allow-ips``, checked here so that a bad entry fails before binding."""
+    from smisk.core.frontend import TrustedProxies
+
+    try:
+        TrustedProxies.parse(text)
+    except ValueError as error:
+        raise UsageError(f"--forwarded-allow-ips: {error}") from None
+    return text
 
 
 def interface_of(requested: str, target: Any) -> str:

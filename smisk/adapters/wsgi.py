@@ -86,8 +86,6 @@ def build_environ(
     """
     env = merge_params(list(params))
     script, path_info, _raw = split_path(env, mount_prefix(script_name))
-    if trusted:
-        env[b"REMOTE_ADDR"], env[b"REMOTE_PORT"] = client_address(env, trusted)
     environ = {
         name.decode("latin-1"): value.decode("latin-1")
         for name, value in env.items()
@@ -104,6 +102,9 @@ def build_environ(
         if not environ.get(name):
             environ.pop(name, None)
     environ["wsgi.url_scheme"] = url_scheme(env, trusted)
+    host, port = client_address(env, trusted)
+    if host != env.get(b"REMOTE_ADDR", b""):  # a trusted proxy named the client
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host.decode(), port.decode()
     return environ
 
 

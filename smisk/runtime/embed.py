@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from smisk.core.application import Application
+from smisk.core.frontend import TrustedProxies
 from smisk.runtime.handler import ApplicationHandler
 from smisk.runtime.interfaces import detect_interface, make_handler, start_handler, stop_handler
 from smisk.runtime.mode import apply_mode, check_mode
@@ -91,6 +92,7 @@ class EmbeddedServer:
         ops_slot: int = 1,
         interface: str = "smisk",
         mount: str = "",
+        forwarded_allow_ips: str | Sequence[str] = (),
         env: str | None = None,
     ) -> None:
         self.interface = detect_interface(app) if interface == "auto" else interface
@@ -100,6 +102,7 @@ class EmbeddedServer:
         if self.interface == "smisk":
             apply_mode(self.app, self.env)
         self._mount = mount
+        self._proxies = TrustedProxies.parse(forwarded_allow_ips)  # a bad entry fails here
         self.graceful_timeout = graceful_timeout
         self.handle_signals = handle_signals
         self._binds = [bind] if isinstance(bind, str) else list(bind)
@@ -238,10 +241,16 @@ class EmbeddedServer:
     async def _start_handler(self) -> None:
         """The interface's handler; an ASGI app's lifespan startup runs (and may refuse) here."""
         if self.interface == "smisk":
-            self._handler = ApplicationHandler(self.app, self._threads)
+            self._handler = ApplicationHandler(
+                self.app, self._threads, forwarded_allow_ips=self._proxies
+            )
             return
         self._handler = make_handler(
-            self.app, self.interface, threads=self._threads, mount=self._mount
+            self.app,
+            self.interface,
+            threads=self._threads,
+            mount=self._mount,
+            forwarded_allow_ips=self._proxies,
         )
         await start_handler(self._handler)
 
@@ -293,7 +302,9 @@ def serve(app: Any, bind: str | Sequence[str] = (), **options: Any) -> EmbeddedS
 
     ``async with smisk.serve(app, bind="127.0.0.1:0") as server: ...`` — options are those of
     ``EmbeddedServer``: ``threads``, ``backlog``, ``graceful_timeout``, ``http`` (a development
-    HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default), ``ops``
+    HTTP front end), ``handle_signals`` (SIGTERM/SIGINT request a stop; off by default),
+    ``mount`` (the WSGI SCRIPT_NAME / ASGI root_path prefix), ``forwarded_allow_ips`` (proxies
+    whose X-Forwarded-Proto/-For are believed: addresses, networks or ``"*"``), ``ops``
     (an ``smisk.runtime.ops.OpsConfig``: access log, status path, slow log, timeouts, load shedding),
     ``env`` (``"production"``: error pages show only the status; ``"development"``: tracebacks;
     None, the default: the application's own ``show_traceback``).

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
+
+from smisk.core.frontend import TrustedProxies
 
 __all__ = ["Interface", "detect_interface", "make_handler", "start_handler", "stop_handler"]
 
@@ -69,11 +71,13 @@ def detect_interface(obj: object) -> Interface:
     )
 
 
-def _smisk_handler(obj: Any, threads: int | None) -> Any:
+def _smisk_handler(
+    obj: Any, threads: int | None, forwarded: str | Sequence[str] | TrustedProxies
+) -> Any:
     from smisk.runtime.handler import ApplicationHandler
 
     app: Any = obj() if inspect.isclass(obj) else obj
-    return ApplicationHandler(app, threads)
+    return ApplicationHandler(app, threads, forwarded_allow_ips=forwarded)
 
 
 def make_handler(
@@ -83,26 +87,30 @@ def make_handler(
     threads: int | None = None,
     mount: str = "",
     lifespan: str = "auto",
+    forwarded_allow_ips: str | Sequence[str] | TrustedProxies = (),
 ) -> Callable[[Any], Awaitable[None]]:
     """A ``smisk.server.Server`` handler serving ``obj`` through ``interface``.
 
     ``threads`` sizes the thread pool of smisk (sync ``service()``) and WSGI applications;
     ``mount`` is the WSGI SCRIPT_NAME / ASGI root_path when the front end does not split paths;
-    ``lifespan`` is the ASGI lifespan mode (``"auto"``, ``"on"``, ``"off"``). Await
+    ``lifespan`` is the ASGI lifespan mode (``"auto"``, ``"on"``, ``"off"``);
+    ``forwarded_allow_ips`` the proxies whose X-Forwarded-Proto/-For are believed. Await
     ``start_handler`` before serving and ``stop_handler`` after the server closed.
     """
     if interface not in INTERFACES:
         raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
     kind = detect_interface(obj) if interface == "auto" else interface
     if kind == "smisk":
-        return _smisk_handler(obj, threads)  # type: ignore[no-any-return]
+        return _smisk_handler(obj, threads, forwarded_allow_ips)  # type: ignore[no-any-return]
     if kind == "wsgi":
         from smisk.adapters.wsgi import WSGIHandler
 
-        return WSGIHandler(obj, threads, script_name=mount)
+        return WSGIHandler(obj, threads, script_name=mount, forwarded_allow_ips=forwarded_allow_ips)
     from smisk.adapters.asgi import ASGIHandler
 
-    return ASGIHandler(obj, root_path=mount, lifespan=lifespan)
+    return ASGIHandler(
+        obj, root_path=mount, lifespan=lifespan, forwarded_allow_ips=forwarded_allow_ips
+    )
 
 
 async def start_handler(handler: object) -> None:

@@ -92,6 +92,7 @@ class ServeConfig:
     access_log_file: str | None = None
     interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.runtime.interfaces)
     mount: str = ""  # WSGI SCRIPT_NAME / ASGI root_path prefix
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-* headers count (none by default)
     env: str | None = None  # smisk.runtime.mode; None (Application.run()): the app decides
 
     @property
@@ -239,6 +240,7 @@ async def _worker_main(
             ops_slot=slot,
             interface=config.interface,
             mount=config.mount,
+            forwarded_allow_ips=config.forwarded_allow_ips,
             env=config.env,
         )
         await embedded.start()
