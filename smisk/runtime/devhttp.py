@@ -136,11 +136,6 @@ class DevHTTPFrontEnd:
         """The HTTP addresses being served."""
         return [listener.bound_address for listener in self.listeners]
 
-    @property
-    def connection_count(self) -> int:
-        """HTTP connections open now."""
-        return len(self._tasks)
-
     async def start(self, listeners: list[Listener]) -> None:
         """Accept HTTP connections on ``listeners`` (closed again by ``close()``)."""
         loop = asyncio.get_running_loop()

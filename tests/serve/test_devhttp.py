@@ -14,7 +14,7 @@ from pathlib import Path
 import h11
 import pytest
 
-from smisk.runtime.devhttp import default_max_connections
+from smisk.runtime.devhttp import HTTPLimits, default_max_connections
 from tests.serve.support import ServeProcess, smisk_env, write_app
 
 
@@ -245,6 +245,20 @@ def test_default_max_connections_fits_the_descriptor_limit() -> None:
     assert default_max_connections(resource.RLIM_INFINITY) == 512
     assert default_max_connections(1024) == (1024 - 64) // 3
     assert default_max_connections(16) == 1
+
+
+def test_limits_from_the_environment() -> None:
+    limits = HTTPLimits.from_environ(
+        {"SMISK_HTTP_MAX_CONNECTIONS": "7", "SMISK_HTTP_IDLE_TIMEOUT": "2.5"}
+    )
+    assert (limits.max_connections, limits.idle_timeout) == (7, 2.5)
+    assert HTTPLimits.from_environ({"SMISK_HTTP_MAX_CONNECTIONS": "0"}) == HTTPLimits()
+    for variable, text in (
+        ("SMISK_HTTP_MAX_CONNECTIONS", "many"),
+        ("SMISK_HTTP_IDLE_TIMEOUT", "-1"),
+    ):
+        with pytest.raises(ValueError, match=variable):
+            HTTPLimits.from_environ({variable: text})
 
 
 def test_without_h11_the_error_is_one_line(tmp_path: Path) -> None:
