@@ -37,8 +37,10 @@ from tests.docs.support import (
     lighttpd_conf,
     nginx_conf,
     python_env,
+    recipe,
     server,
     shared_dir,
+    substitute,
     wait_http,
 )
 from tests.frontends.apps import Report, classic_report, flask_app, starlette_app
@@ -72,49 +74,28 @@ class Row:
 
 
 # -- site snippets -----------------------------------------------------------------------------
+# Most rows are the recipes of docs/deploy/ as written there (what the reader copies); a variant
+# is a recipe with one change. Only addresses and paths become @PLACEHOLDERS@.
 
-NGINX_PARAMS = """location @LOCATION@ {
-    include /etc/nginx/fastcgi_params;
-    fastcgi_pass @BACKEND@;
-}"""
-NGINX_CONF = """location / {
-    include /etc/nginx/fastcgi.conf;
-    fastcgi_pass @BACKEND@;
-}"""
-# fastcgi-php.conf passes only URLs naming an existing .php file (try_files ... =404): used as a
-# front controller, every other URL is rewritten to an empty placeholder script.
-NGINX_PHP = """location @LOCATION@ {
-    try_files $uri @LOCATION@index.php$is_args$args;
+RECIPE_PLACEHOLDERS = {
+    "/run/smisk/app.sock": "@SOCKET@",
+    "/run/lighttpd/smisk.sock": "@SOCKET@",
+    "127.0.0.1:5000": "@TCP@",
+    "listen 80;": "listen 127.0.0.1:@PORT@;",
+    "example.org {": "http://127.0.0.1:@PORT@ {",
+    "/srv/app/public": "@DOCROOT@",
+    "/srv/app": "@ROOT@",
+    "/usr/local/bin/smisk-serve app:App --workers 2": "@COMMAND@",
 }
-location = @LOCATION@index.php {
-    include /etc/nginx/snippets/fastcgi-php.conf;
-    fastcgi_pass @BACKEND@;
-}"""
-NGINX_SPLIT = """location /app/ {
-    fastcgi_split_path_info ^(/app)(/.*)$;
-    include /etc/nginx/fastcgi_params;
-    fastcgi_param PATH_INFO $fastcgi_path_info;
-    fastcgi_pass @BACKEND@;
-}"""
-APACHE = """<VirtualHost *:80>
-    AllowEncodedSlashes NoDecode
-    ProxyFCGIBackendType @TYPE@
-    ProxyPass "@LOCATION@" "@TARGET@@LOCATION@"
-</VirtualHost>"""
-LIGHTTPD = """server.modules += ( "mod_fastcgi" )
-fastcgi.server = (
-    "@LOCATION@" => ((
-        @CONNECT@,
-        "check-local" => "disable",
-        "fix-root-scriptname" => "enable",
-    )),
-)"""
-CADDY = """http://127.0.0.1:@PORT@ {
-    reverse_proxy @LOCATION@* unix/@SOCKET@ {
-        transport fastcgi {@SPLIT@
-        }
-    }
-}"""
+GENERIC = {"    ProxyPass": "    ProxyFCGIBackendType GENERIC\n    ProxyPass"}
+
+
+def doc(page: str, name: str, changes: dict[str, str] | None = None) -> str:
+    """Recipe ``name`` of docs/deploy/PAGE.md with placeholders, then ``changes`` (a variant)."""
+    text = recipe(f"deploy/{page}.md", name)
+    for old, new in RECIPE_PLACEHOLDERS.items():
+        text = text.replace(old, new)
+    return substitute(text, changes) if changes else text
 
 
 def fill(template: str, **values: str) -> str:
@@ -124,56 +105,65 @@ def fill(template: str, **values: str) -> str:
     return template
 
 
-def apache(location: str, backend_type: str, transport: str) -> str:
-    target = "unix:@SOCKET@|fcgi://localhost" if transport == "unix" else "fcgi://@TCP@"
-    return fill(APACHE, LOCATION=location, TYPE=backend_type, TARGET=target)
-
-
-SOCKET = '"socket" => "@SOCKET@"'
-BIN_PATH = '"socket" => "@SOCKET@", "bin-path" => "@COMMAND@", "max-procs" => 1'
-
 # -- the table ---------------------------------------------------------------------------------
 
 ROWS = [
-    Row("nginx-fastcgi_params", "nginx", "fastcgi_params", fill(NGINX_PARAMS, LOCATION="/")),
-    Row("nginx-fastcgi_params-tcp", "nginx", "fastcgi_params", fill(NGINX_PARAMS, LOCATION="/"), transport="tcp"),
-    Row("nginx-fastcgi_params-app", "nginx", "fastcgi_params", fill(NGINX_PARAMS, LOCATION="/app/"), "/app", MOUNT),
-    Row("nginx-fastcgi.conf", "nginx", "fastcgi.conf", NGINX_CONF),
-    Row("nginx-fastcgi-php", "nginx", "snippets/fastcgi-php.conf", fill(NGINX_PHP, LOCATION="/")),
-    Row("nginx-fastcgi-php-app", "nginx", "snippets/fastcgi-php.conf", fill(NGINX_PHP, LOCATION="/app/"), "/app", MOUNT),
-    Row("nginx-split_path_info-app", "nginx", "fastcgi_split_path_info", NGINX_SPLIT, "/app"),
-    Row("apache-unix-generic", "apache", "ProxyPass unix", apache("/", "GENERIC", "unix")),
-    Row("apache-unix-fpm", "apache", "ProxyPass unix", apache("/", "FPM", "unix")),
-    Row("apache-tcp-generic", "apache", "ProxyPass fcgi://", apache("/", "GENERIC", "tcp"), transport="tcp"),
-    Row("apache-tcp-fpm", "apache", "ProxyPass fcgi://", apache("/", "FPM", "tcp"), transport="tcp"),
-    Row("apache-unix-generic-app", "apache", "ProxyPass unix", apache("/app/", "GENERIC", "unix"), "/app", MOUNT),
-    Row("apache-tcp-fpm-app", "apache", "ProxyPass fcgi://", apache("/app/", "FPM", "tcp"), "/app", MOUNT, "tcp"),
+    Row("nginx-fastcgi_params", "nginx", "fastcgi_params", doc("nginx", "nginx-unix")),
+    Row("nginx-fastcgi_params-tcp", "nginx", "fastcgi_params", doc("nginx", "nginx-tcp"), transport="tcp"),
+    Row("nginx-fastcgi.conf", "nginx", "fastcgi.conf", doc("nginx", "nginx-unix", {"include fastcgi_params;": "include fastcgi.conf;"})),
+    Row("nginx-fastcgi_params-app", "nginx", "fastcgi_params", doc("nginx", "nginx-prefix"), "/app", MOUNT),
+    Row("nginx-split_path_info-app", "nginx", "fastcgi_split_path_info", doc("nginx", "nginx-split-path-info"), "/app"),
+    Row("nginx-fastcgi-php", "nginx", "snippets/fastcgi-php.conf", doc("nginx", "nginx-fastcgi-php")),
+    Row("nginx-fastcgi-php-app", "nginx", "snippets/fastcgi-php.conf", doc("nginx", "nginx-fastcgi-php", {"location / {": "location /app/ {", "/index.php": "/app/index.php"}), "/app", MOUNT),
+    Row("apache-unix", "apache", "ProxyPass unix, FPM", doc("apache", "apache-unix")),
+    Row("apache-unix-generic", "apache", "ProxyPass unix, GENERIC", doc("apache", "apache-unix", GENERIC)),
+    Row("apache-tcp", "apache", "ProxyPass fcgi://, FPM", doc("apache", "apache-tcp"), transport="tcp"),
+    Row("apache-tcp-generic", "apache", "ProxyPass fcgi://, GENERIC", doc("apache", "apache-tcp", GENERIC), transport="tcp"),
+    Row("apache-prefix", "apache", "ProxyPass /app/ unix, FPM", doc("apache", "apache-prefix"), "/app", MOUNT),
+    Row("apache-tcp-generic-app", "apache", "ProxyPass /app/ fcgi://, GENERIC", doc("apache", "apache-tcp", {**GENERIC, '"/" "fcgi://@TCP@/"': '"/app/" "fcgi://@TCP@/app/"'}), "/app", MOUNT, "tcp"),
     # Without fix-root-scriptname lighttpd's "/" sends the first path segment as SCRIPT_NAME
     # and the rest as PATH_INFO (/a/b: SCRIPT_NAME=/a PATH_INFO=/b): a split no rule can tell
-    # from a real mount point, so the recipes always set it.
-    Row("lighttpd-socket", "lighttpd", "fix-root-scriptname", fill(LIGHTTPD, LOCATION="/", CONNECT=SOCKET)),
-    Row("lighttpd-bin-path", "lighttpd", "bin-path, fix-root-scriptname", fill(LIGHTTPD, LOCATION="/", CONNECT=BIN_PATH), transport="spawned"),
-    Row("lighttpd-socket-app", "lighttpd", "prefix /app", fill(LIGHTTPD, LOCATION="/app", CONNECT=SOCKET), "/app"),
-    Row("caddy-split-unset", "caddy", "transport fastcgi", fill(CADDY, LOCATION="/", SPLIT="")),
-    Row("caddy-split-empty", "caddy", 'split ""', fill(CADDY, LOCATION="/", SPLIT='\n            split ""')),
-    Row("caddy-split-app", "caddy", "split /app", fill(CADDY, LOCATION="/app/", SPLIT="\n            split /app"), "/app"),
+    # from a real mount point, so the recipes set it (docs/deploy/lighttpd.md).
+    Row("lighttpd-socket", "lighttpd", "socket, fix-root-scriptname", doc("lighttpd", "lighttpd-socket")),
+    Row("lighttpd-bin-path", "lighttpd", "bin-path, fix-root-scriptname", doc("lighttpd", "lighttpd-bin-path"), transport="spawned"),
+    Row("lighttpd-prefix", "lighttpd", "socket, prefix /app", doc("lighttpd", "lighttpd-prefix"), "/app"),
+    Row("caddy-split-empty", "caddy", 'transport fastcgi, split ""', doc("caddy", "caddyfile")),
+    Row("caddy-split-unset", "caddy", "transport fastcgi", doc("caddy", "caddyfile", {'\t\t\tsplit ""\n': ""})),
+    Row("caddy-prefix", "caddy", "transport fastcgi, split /app", doc("caddy", "caddy-prefix"), "/app"),
 ]  # fmt: skip
 
 
 # -- starting a cell ---------------------------------------------------------------------------
 
 
+NGINX_SERVER = """upstream smisk {
+    server @BACKEND@;
+    keepalive 32;
+}
+server {
+    listen 127.0.0.1:@PORT@;
+@LOCATIONS@
+}"""
+
+
+def site(row: Row) -> str:
+    """The row's whole site: nginx locations go into a server whose ``smisk`` upstream keeps a
+    pool, as in the unix socket recipe; everything else is whole already."""
+    if row.server == "nginx" and "server {" not in row.config:
+        return fill(NGINX_SERVER, LOCATIONS=row.config)
+    return row.config
+
+
 def nginx(workdir: Path, port: int, config: str) -> tuple[list[str], dict[str, str]]:
-    """nginx on ``config`` (a ``location`` list), with a docroot holding the placeholder
-    scripts a front-controller recipe needs; Debian's snippets find ``fastcgi.conf`` where
-    /etc/nginx has it (a link, since relative includes resolve next to nginx.conf)."""
-    docroot = workdir / "www"
-    (docroot / "app").mkdir(parents=True)
-    for script in (docroot / "index.php", docroot / "app" / "index.php"):
-        script.touch()
-    (workdir / "fastcgi.conf").symlink_to("/etc/nginx/fastcgi.conf")
-    site = f"server {{\n    listen 127.0.0.1:{port};\n    root {docroot};\n{config}\n}}"
-    conf = nginx_conf(workdir, site)
+    """nginx on ``config``. Its configuration directory mirrors /etc/nginx (links to Debian's
+    snippets), so relative includes find them, unmodified; the docroot holds the empty scripts a
+    front-controller recipe needs."""
+    for name in ("fastcgi_params", "fastcgi.conf", "snippets"):
+        (workdir / name).symlink_to(f"/etc/nginx/{name}")
+    for script in ("www/index.php", "www/app/index.php"):
+        (workdir / script).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / script).touch()
+    conf = nginx_conf(workdir, config)
     return [binary("nginx"), "-p", str(workdir), "-c", str(conf)], python_env()
 
 
@@ -235,7 +225,14 @@ def start_cell(row: Row, interface: str, stack: ExitStack) -> Cell:
     backend = f"unix:{sock}" if row.transport == "unix" else tcp
     command = " ".join([sys.executable, "-m", "smisk", *argv])
     config = fill(
-        row.config, SOCKET=sock, TCP=tcp, BACKEND=backend, PORT=str(port), COMMAND=command
+        site(row),
+        BACKEND=backend,
+        DOCROOT=str(workdir / "www"),
+        SOCKET=sock,
+        TCP=tcp,
+        PORT=str(port),
+        COMMAND=command,
+        ROOT=str(ROOT),
     )
     command_line, env = FRONT_ENDS[row.server](workdir, port, config)
     proc = stack.enter_context(server(command_line, env=env, cwd=workdir))
@@ -345,6 +342,15 @@ def test_every_path_routes_as_the_framework_test_client_says(
         + "\n".join(mismatches)
         + f"\nsmisk's log:\n{cell.log()[-2000:]}"
     )
+
+
+def test_each_row_is_named_in_its_deploy_page() -> None:
+    pages = {"nginx": "nginx", "apache": "apache", "lighttpd": "lighttpd", "caddy": "caddy"}
+    for row in ROWS:
+        text = (ROOT / "docs" / "deploy" / f"{pages[row.server]}.md").read_text()
+        assert f"`{row.name}`" in text, (
+            f"docs/deploy/{pages[row.server]}.md does not name {row.name}"
+        )
 
 
 def test_the_table_names_unique_rows_and_known_servers() -> None:
