@@ -3,7 +3,9 @@
 Feeds nginx-shaped FastCGI requests (keep-alive, id 1) to one ``FastCGIProtocol`` over an in-memory
 transport and reports microseconds per request for async and sync ``service`` methods: a hello
 world, and an echo of a 1 MiB POST body arriving as nginx sends it (32 KiB STDIN records) in
-256 KiB reads (what uvloop hands ``data_received``).
+256 KiB reads (what uvloop hands ``data_received``). ``handoff`` is the wake-up round trip alone
+that a sync handler adds: the loop hands a no-op to a handler thread and waits for its result.
+Set ``SMISK_NO_EXTENSIONS=1`` to measure the pure-Python codec.
 Run: ``python benchmarks/hotpath.py [--requests N] [--profile async|sync|async-echo|sync-echo]``.
 """
 
@@ -17,13 +19,14 @@ import statistics
 import time
 from typing import Any
 
-from smisk.codec import encode_params
+from smisk.codec import IMPLEMENTATION, encode_params
 from smisk.core import Application
 from smisk.protocol.records import encode_record
 from smisk.runtime import allocator
 from smisk.runtime.handler import ApplicationHandler
 from smisk.server import Server
 from smisk.server.protocol import FastCGIProtocol
+from smisk.server.threads import HandlerThreads
 
 NGINX_PARAMS = {
     "QUERY_STRING": "",
@@ -162,6 +165,18 @@ async def drive(app: Application, count: int, body: bytes = b"") -> float:
     return elapsed / count * 1e6
 
 
+async def handoff(count: int) -> float:
+    """Microseconds per round trip loop -> handler thread -> loop, for a call that does nothing."""
+    threads = HandlerThreads(1)
+    await threads.call(int)  # the thread is started outside the measurement
+    start = time.perf_counter()
+    for _ in range(count):
+        await threads.call(int)
+    elapsed = time.perf_counter() - start
+    threads.shutdown()
+    return elapsed / count * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
@@ -180,11 +195,14 @@ def main() -> None:
         profiler.runcall(asyncio.run, drive(cls(), _count(options, body), body))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
+    print(f"codec: {IMPLEMENTATION}")
     print(f"{'service':12} {'us/request (median of ' + str(options.rounds) + ')':>28}")
     for name, (cls, body) in CASES.items():
         count = _count(options, body)
         runs = [asyncio.run(drive(cls(), count, body)) for _ in range(options.rounds)]
         print(f"{name:12} {statistics.median(runs):28.2f}")
+    runs = [asyncio.run(handoff(options.requests // 4)) for _ in range(options.rounds)]
+    print(f"{'handoff':12} {statistics.median(runs):28.2f}")
 
 
 def _count(options: argparse.Namespace, body: bytes) -> int:
