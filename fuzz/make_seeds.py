@@ -55,6 +55,11 @@ CODEC = [
     "\u20ac &lt;x&gt; %%".encode(),
     b"\x01\x06\x00\x01\x00\x08\x00\x00",
 ]
+FRAMING = [
+    encode_record(1, 1, bytes((0, 1, 1, 0, 0, 0, 0, 0))) + encode_record(4, 1, b"ab"),
+    encode_record(5, 2, b"x" * 40) + encode_record(8, 2, b"y" * 9)[:-3],
+    b"\x02" + encode_record(6, 1, b"after a bad version")[1:],
+]
 PARAMS = [encode_params([(b"A", b"1"), (b"B" * 200, b"v" * 300)]), b"\x80\x00\x00\x01\x01ab"]
 
 
@@ -79,6 +84,8 @@ def main() -> None:
         _write("url", text.encode(), b"\x00")
     for raw in CODEC:
         _write("codec", raw, b"\x00\x01\x00\x05\x00\x00\x80")
+    for raw in FRAMING:
+        _write("framing", raw, b"\x00\x08\x00\x10")
     for raw in PARAMS:
         _write("params", raw, b"")
 
