@@ -180,7 +180,7 @@ def test_a_bad_request_gets_400_and_the_server_goes_on(env_port: int) -> None:
 
 
 def test_slow_and_idle_clients_are_closed(tmp_path: Path) -> None:
-    options = ["--params-timeout", "0.3", "--http-idle-timeout", "0.3", "--body-timeout", "0.3"]
+    options = ["--params-timeout", "1", "--http-idle-timeout", "1", "--body-timeout", "1"]
     with serve_env_app(tmp_path, *options) as server:
         port = http_port(server)
         with connect(port) as half:
