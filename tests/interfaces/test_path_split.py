@@ -9,8 +9,11 @@ with it and with each other. The rule itself is documented in docs/deploy/index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smisk.adapters.asgi import build_scope
 from smisk.adapters.wsgi import build_environ
@@ -213,3 +216,30 @@ def test_classic_url_path(case: Case) -> None:
     url = _url_from_env(_merge_params(case.param_list()))
     # The classic API has no mount point: its path is the whole path, whatever the split.
     assert url.path == (case.script + case.info).decode()
+
+
+SEGMENT = st.sampled_from([b"", b"a", b"app", b"caf\xc3\xa9", b"%2F", b"x y", b".", b"index.php"])
+PATHS = st.lists(SEGMENT, min_size=1, max_size=5).map(lambda parts: b"/" + b"/".join(parts))
+
+
+@given(
+    PATHS,
+    st.one_of(st.none(), PATHS, st.just(b"")),
+    st.one_of(st.none(), PATHS, st.just(b"")),
+    st.sampled_from([b"", b"/app", b"/a"]),
+)
+def test_with_request_uri_the_split_joins_to_the_requested_path(
+    path: bytes, script: bytes | None, info: bytes | None, mount: bytes
+) -> None:
+    # Whatever SCRIPT_NAME and PATH_INFO say, the result joined is the decoded REQUEST_URI path,
+    # SCRIPT_NAME is empty or a segment-aligned prefix, and PATH_INFO is empty only at a mount.
+    env = {b"REQUEST_URI": path + b"?q=1"}
+    if script is not None:
+        env[b"SCRIPT_NAME"] = unquote_to_bytes(quote_from_bytes(script))
+    if info is not None:
+        env[b"PATH_INFO"] = info
+    got_script, got_info, raw = split_path(env, mount)
+    assert got_script + got_info == unquote_to_bytes(path)
+    assert raw == path
+    assert got_script == b"" or (not got_script.endswith(b"/") and got_script.startswith(b"/"))
+    assert got_info.startswith(b"/") or (got_info == b"" and got_script == mount != b"")
