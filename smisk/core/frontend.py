@@ -195,18 +195,20 @@ def _forwarded_by_trusted(env: dict[bytes, bytes], trusted: TrustedProxies) -> b
 def url_scheme(env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES) -> str:
     """``"https"`` or ``"http"``.
 
-    X-Forwarded-Proto (its last entry, when it is http or https) decides if REMOTE_ADDR is a
-    trusted proxy; otherwise HTTPS (``on...``, ``1`` or ``yes``) or REQUEST_SCHEME from the
-    front end, which is always believed.
+    ``"https"`` when the front end says so (HTTPS ``on...``, ``1`` or ``yes``, or
+    REQUEST_SCHEME ``https``): the front end is always believed. Otherwise, when REMOTE_ADDR is
+    a trusted proxy, the last entry of X-Forwarded-Proto if it is http or https.
     """
+    https = env.get(b"HTTPS", b"").lower()
+    if https.startswith(b"on") or https in _TRUE_HTTPS:
+        return "https"
+    if env.get(b"REQUEST_SCHEME", b"").lower() == b"https":
+        return "https"
     if _forwarded_by_trusted(env, trusted):
         forwarded = _header_list(env.get(b"HTTP_X_FORWARDED_PROTO", b""))
         if forwarded and forwarded[-1].lower() in _SCHEMES:
             return forwarded[-1].lower().decode("ascii")
-    https = env.get(b"HTTPS", b"").lower()
-    if https.startswith(b"on") or https in _TRUE_HTTPS:
-        return "https"
-    return "https" if env.get(b"REQUEST_SCHEME", b"").lower() == b"https" else "http"
+    return "http"
 
 
 def client_address(

@@ -60,7 +60,9 @@ def env(remote: str = "10.0.0.2", **headers: str) -> dict[bytes, bytes]:
         (env(HTTP_X_FORWARDED_PROTO="http, https"), PROXIES, "https"),  # the nearest hop's
         (env(HTTP_X_FORWARDED_PROTO="https, http"), PROXIES, "http"),
         (env(HTTP_X_FORWARDED_PROTO="gopher", HTTPS="on"), PROXIES, "https"),
-        (env(HTTP_X_FORWARDED_PROTO="http", HTTPS="on"), PROXIES, "http"),
+        (env(HTTP_X_FORWARDED_PROTO="http", HTTPS="on"), PROXIES, "https"),  # front end wins
+        (env(HTTP_X_FORWARDED_PROTO="http", REQUEST_SCHEME="https"), PROXIES, "https"),
+        (env(HTTP_X_FORWARDED_PROTO="https", REQUEST_SCHEME="http"), PROXIES, "https"),  # nginx
         (env(HTTPS="on"), NO_PROXIES, "https"),
         (env(REQUEST_SCHEME="https"), NO_PROXIES, "https"),
         (env("192.0.2.1", HTTP_X_FORWARDED_PROTO="https"), TrustedProxies.parse("*"), "https"),
