@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from smisk._version import __version__
 from smisk.runtime import allocator
 from smisk.runtime.mode import DEVELOPMENT, MODES, PRODUCTION, check_mode
+from smisk.runtime.ops import DEFAULT_MAX_QUEUE_TIME
 from smisk.runtime.ops.status import DEFAULT_STATUS_ALLOW
 from smisk.runtime.reload import AppImporter, ImportFailed
 from smisk.runtime.workers import ServeConfig, StatusPipe, Supervisor, run_worker, uvloop_available
@@ -184,12 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer 504 after S seconds and stop the handler (0: off)",
     )
     add(
+        "--max-queue-time",
+        type=_seconds,
+        default=_env("MAX_QUEUE_TIME", str(DEFAULT_MAX_QUEUE_TIME)),
+        metavar="S",
+        help="shed load: new requests get 503 while the oldest one waiting for a handler "
+        f"thread has waited S seconds, or the queue would take that long (default "
+        f"{DEFAULT_MAX_QUEUE_TIME:g}; 0: off)",
+    )
+    add(
         "--max-queue",
         type=_positive_int,
         default=_env("MAX_QUEUE"),
         metavar="N",
-        help="requests waiting for a handler thread before new ones get 503 "
-        "(default: 2 per thread; 0: never)",
+        help="also answer 503 once N requests wait for a handler thread (default: no cap)",
     )
     add(
         "--reload",
@@ -403,6 +412,7 @@ def config_from(options: argparse.Namespace, target: Any = None) -> ServeConfig:
         slow_request_timeout=options.slow_request_timeout,
         request_timeout=options.request_timeout,
         max_queue=options.max_queue,
+        max_queue_time=options.max_queue_time,
         access_log_file=options.access_log_file,
         interface=interface_of(options.interface, target),
         mount=options.mount,

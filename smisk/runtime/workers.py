@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from smisk.core.forms import remove_uploads_of
 from smisk.runtime.embed import EmbeddedServer
-from smisk.runtime.ops import CounterBlock, OpsConfig, reopen_logs
+from smisk.runtime.ops import DEFAULT_MAX_QUEUE_TIME, CounterBlock, OpsConfig, reopen_logs
 from smisk.runtime.ops.status import DEFAULT_STATUS_ALLOW
 from smisk.runtime.reload import POLL_INTERVAL, ImportFailed, ModuleWatcher
 from smisk.server import Listener
@@ -89,6 +89,7 @@ class ServeConfig:
     slow_request_timeout: float = 0.0
     request_timeout: float = 0.0
     max_queue: int | None = None
+    max_queue_time: float = DEFAULT_MAX_QUEUE_TIME
     access_log_file: str | None = None
     interface: str = "smisk"  # or "wsgi" / "asgi" (smisk.runtime.interfaces)
     mount: str = ""  # WSGI SCRIPT_NAME / ASGI root_path prefix
@@ -110,6 +111,7 @@ class ServeConfig:
             slow_request_timeout=self.slow_request_timeout,
             request_timeout=self.request_timeout,
             max_queue=self.max_queue,
+            max_queue_time=self.max_queue_time,
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from smisk.runtime.embed import EmbeddedServer
 from smisk.runtime.handler import ApplicationHandler
-from smisk.runtime.ops import OpsConfig, wrap_handler
+from smisk.runtime.ops import DEFAULT_MAX_QUEUE_TIME, OpsConfig, wrap_handler
 from smisk.runtime.ops.handler import OpsHandler, parse_head
 from tests.ops.support import (
     AsyncBlockingApp,
@@ -41,7 +41,7 @@ def test_nothing_asked_means_no_wrapper() -> None:
     handler = ApplicationHandler(gated(Gate()), threads=2)
     try:
         assert wrap_handler(handler, None) is handler
-        assert wrap_handler(handler, OpsConfig(max_queue=0)) is handler
+        assert wrap_handler(handler, OpsConfig(max_queue_time=0)) is handler
         assert isinstance(wrap_handler(handler, OpsConfig()), OpsHandler)  # sheds by default
     finally:
         handler.close()
@@ -275,6 +275,6 @@ async def test_shedding_alone_adds_no_timer_or_log_thread(tmp_path: Path) -> Non
     sock = tmp_path / "app.sock"
     async with serve(gated(Gate()), sock, threads=2) as server:
         assert server.ops is not None and server.ops.writer is None
-        assert server.ops.max_queue == 4
+        assert (server.ops.max_queue, server.ops.max_queue_time) == (0, DEFAULT_MAX_QUEUE_TIME)
         assert (await get(sock, "/x")).split()[1] == b"done /x\n"
         assert server.ops._timer is None

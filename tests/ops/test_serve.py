@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from smisk.runtime.ops import DEFAULT_MAX_QUEUE_TIME
 from tests.serve.support import Load, ServeProcess, fcgi_get, pid_of, run_cli, smisk_env, wait_until
 from tests.support.fcgi_client import FastCGIClient
 from tests.support.nginx import Nginx
@@ -168,4 +169,9 @@ def test_ops_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     ops = config_from(build_parser().parse_args(["m:App"])).ops()
     assert (ops.max_queue, ops.access_log_file, ops.access_log) == (7, "/tmp/a.log", "json")
     ops = config_from(build_parser().parse_args(["m:App", "--max-queue", "0"])).ops()
-    assert ops.max_queue == 0 and ops.queue_limit(32) == 0
+    assert ops.max_queue == 0 and ops.max_queue_time == DEFAULT_MAX_QUEUE_TIME
+    monkeypatch.setenv("SMISK_MAX_QUEUE_TIME", "0.25")
+    assert config_from(build_parser().parse_args(["m:App"])).ops().max_queue_time == 0.25
+    monkeypatch.delenv("SMISK_MAX_QUEUE")
+    args = ["m:App", "--max-queue-time", "0"]
+    assert not config_from(build_parser().parse_args(args)).ops().sheds

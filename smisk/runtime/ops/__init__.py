@@ -17,18 +17,20 @@ if TYPE_CHECKING:
     from smisk.runtime.ops.handler import Handler, OpsHandler
 
 __all__ = [
+    "DEFAULT_MAX_QUEUE_TIME",
     "FORMATS",
-    "QUEUE_PER_THREAD",
     "CounterBlock",
     "OpsConfig",
     "reopen_logs",
     "wrap_handler",
 ]
 
-# --max-queue's default, per handler thread: with every thread busy, this many requests per
-# thread may wait before new ones get 503. Two handler run-times of queueing keep bursts served
-# while a saturated worker sheds load quickly instead of letting latency grow without bound.
-QUEUE_PER_THREAD = 2
+# --max-queue-time's default, in seconds. Load is shed by how long requests wait for a handler
+# thread, not by how many wait: a burst of a thousand requests to a fast handler drains in tens
+# of milliseconds and must be served, while a queue that stays this old (or is predicted to take
+# this long to drain) means the worker is saturated and waiting only grows. Well above a burst's
+# drain time, well below any client's patience.
+DEFAULT_MAX_QUEUE_TIME = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,8 @@ class OpsConfig:
     status_allow: str = DEFAULT_STATUS_ALLOW  # who may read it: networks and "unix"
     slow_request_timeout: float = 0.0  # seconds in a handler before its stack is logged
     request_timeout: float = 0.0  # seconds before a request is answered 504
-    max_queue: int | None = None  # requests waiting for a thread; None: QUEUE_PER_THREAD each
+    max_queue: int | None = None  # requests waiting for a thread before 503; None or 0: no cap
+    max_queue_time: float = DEFAULT_MAX_QUEUE_TIME  # seconds of queueing before 503; 0: off
 
     def __post_init__(self) -> None:
         if self.access_log:
@@ -54,6 +57,8 @@ class OpsConfig:
             raise ValueError(f"status allow list: {error}") from None
         if self.max_queue is not None and self.max_queue < 0:
             raise ValueError("max_queue must not be negative")
+        if self.max_queue_time < 0:
+            raise ValueError("max_queue_time must not be negative")
 
     @property
     def observes(self) -> bool:
@@ -65,9 +70,10 @@ class OpsConfig:
             or self.request_timeout > 0
         )
 
-    def queue_limit(self, threads: int) -> int:
-        """Requests allowed to wait for one of ``threads`` threads (0: never shed)."""
-        return QUEUE_PER_THREAD * threads if self.max_queue is None else self.max_queue
+    @property
+    def sheds(self) -> bool:
+        """True when a sync handler's queue is watched for overload."""
+        return self.max_queue_time > 0 or bool(self.max_queue)
 
 
 def wrap_handler(
@@ -87,7 +93,7 @@ def wrap_handler(
         return inner
     owner = inner if pool_owner is None else pool_owner
     threaded = getattr(owner, "executor", None) is not None
-    if not config.observes and not (threaded and config.queue_limit(1) > 0):
+    if not config.observes and not (threaded and config.sheds):
         return inner
     from smisk.runtime.ops.handler import OpsHandler
 

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -73,7 +74,10 @@ Handler = Callable[["RequestCycle"], Awaitable[None]]
 CHECK_MIN_INTERVAL = 0.05
 CHECK_MAX_INTERVAL = 1.0
 RETRY_AFTER = 1  # seconds a shed client is told to wait: queues drain in well under that
-SHED_LOG_INTERVAL = 10.0  # at most one "queue full" warning per this many seconds
+SHED_LOG_INTERVAL = 10.0  # at most one "overloaded" warning per this many seconds
+# Weight of the newest handler run time in the pool's running mean: about the last 20 requests
+# count, so the estimate follows a handler that turns slow within a fraction of a second of load.
+SERVICE_TIME_WEIGHT = 0.05
 HEAD_SCAN = 8192  # bytes searched for the end of a response's header block
 CLIENT_GONE = 499  # nginx's status for a request whose client left before the answer
 
@@ -220,17 +224,41 @@ class _ObservedCycle:
 
 
 class ObservedPool(HandlerThreads):
-    """A handler thread pool that counts queued and busy threads into a counter slot and tells
-    each request's flight when (and on which thread) its handler started."""
+    """A handler thread pool that counts queued and busy threads into a counter slot, tells
+    each request's flight when (and on which thread) its handler started, and knows how long
+    its queue has waited (``overloaded``)."""
 
     def __init__(self, threads: int, prefix: str, slot: memoryview) -> None:
         super().__init__(threads, prefix)
         self.threads = threads
         self.queued = 0
         self.busy = 0
+        self.service_time = 0.0  # running mean of handler run times, seconds
+        # When each waiting request was queued, oldest first: the queue is FIFO, so whichever
+        # thread starts next takes the oldest.
+        self._waiting: deque[float] = deque()
         self._slot = slot
         self._count_lock = threading.Lock()
         slot[THREADS] = threads
+
+    def overloaded(self, max_queue: int, max_wait: float) -> bool:
+        """True when a new request should be shed: ``max_queue`` requests wait (0: no cap), or
+        the oldest waiting request has waited longer than ``max_wait`` seconds, or the queue is
+        predicted to take longer than that to drain at the handler's usual pace. Called on the
+        loop; reads without the lock (a stale value only shifts one decision)."""
+        queued = self.queued
+        if queued <= 0:
+            return False
+        if max_queue and queued >= max_queue:
+            return True
+        if max_wait <= 0:
+            return False
+        try:
+            oldest = self._waiting[0]
+        except IndexError:  # taken by a thread meanwhile
+            return False
+        drain = queued * self.service_time / self.threads
+        return time.monotonic() - oldest > max_wait or drain > max_wait
 
     @classmethod
     def replacing(cls, pool: HandlerThreads, slot: memoryview) -> ObservedPool:
@@ -248,6 +276,7 @@ class ObservedPool(HandlerThreads):
             if self.busy + self.queued >= self.threads:
                 slot[THREADS_EXHAUSTED] += 1
             self.queued += 1
+            self._waiting.append(time.monotonic())
             slot[QUEUED] = self.queued
         return super().run(loop, self._run, flight, fn, args)
 
@@ -255,19 +284,23 @@ class ObservedPool(HandlerThreads):
         slot = self._slot
         with self._count_lock:
             self.queued -= 1
+            self._waiting.popleft()
             self.busy += 1
             slot[QUEUED], slot[THREADS_BUSY] = self.queued, self.busy
+        started = time.monotonic()
         try:
             if flight is not None:
                 if flight.timed_out:  # answered 504 while it waited: never run it
                     return None  # type: ignore[return-value]  # "nothing to send" to both callers
                 flight.thread_ident = threading.get_ident()
-                flight.thread_started = time.monotonic()
+                flight.thread_started = started
             return fn(*args)
         finally:
+            ran = time.monotonic() - started
             with self._count_lock:
                 self.busy -= 1
                 slot[THREADS_BUSY] = self.busy
+                self.service_time += (ran - self.service_time) * SERVICE_TIME_WEIGHT
 
 
 RUN_CODE = ObservedPool._run.__code__  # stacks in the slow log start below this frame
@@ -299,7 +332,8 @@ class OpsHandler:
         if not self.slot[START_TIME]:
             self.slot[START_TIME] = int(time.time())
         self.pool = _observe(inner if pool_owner is None else pool_owner, self.slot)
-        self.max_queue = config.queue_limit(self.pool.threads) if self.pool is not None else 0
+        self.max_queue = config.max_queue or 0
+        self.max_queue_time = config.max_queue_time
         path = config.status_path
         self.status_path = path.encode("latin-1") if path else None
         self._status_query = (path + "?").encode("latin-1") if path else b""
@@ -334,7 +368,7 @@ class OpsHandler:
 
     async def _shed_only(self, cycle: RequestCycle) -> None:
         pool = self.pool
-        if pool is not None and pool.queued >= self.max_queue:
+        if pool is not None and pool.overloaded(self.max_queue, self.max_queue_time):
             self._shed(cycle)
             return
         await self.inner(cycle)
@@ -344,7 +378,7 @@ class OpsHandler:
             self._answer_status(cycle)
             return
         pool = self.pool
-        if pool is not None and self.max_queue and pool.queued >= self.max_queue:
+        if pool is not None and pool.overloaded(self.max_queue, self.max_queue_time):
             self._shed(cycle)
             return
         flight = _Flight(cycle, time.monotonic())
@@ -448,7 +482,7 @@ class OpsHandler:
     # -- overload ----------------------------------------------------------------------------
 
     def _shed(self, cycle: RequestCycle) -> None:
-        """All threads busy and the queue full: 503 with Retry-After through STDOUT (nginx
+        """The queue is too old (or too long): 503 with Retry-After through STDOUT (nginx
         turns END_REQUEST(OVERLOADED) into a 502)."""
         slot = self.slot
         slot[SHED] += 1
@@ -461,10 +495,15 @@ class OpsHandler:
         self._shed_unlogged += 1
         now = time.monotonic()
         if now - self._shed_logged_at >= SHED_LOG_INTERVAL:
+            pool = self.pool
             log.warning(
-                "queue full (%d waiting for %d threads, --max-queue): %d requests answered 503",
-                self.max_queue,
-                self.pool.threads if self.pool is not None else 0,
+                "overloaded (%d requests waiting for %d threads, handlers take %.1f ms; "
+                "--max-queue-time %g s, --max-queue %s): %d requests answered 503",
+                pool.queued if pool is not None else 0,
+                pool.threads if pool is not None else 0,
+                pool.service_time * 1000 if pool is not None else 0.0,
+                self.max_queue_time,
+                self.max_queue or "none",
                 self._shed_unlogged,
             )
             self._shed_logged_at, self._shed_unlogged = now, 0
