@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 
 import pytest
@@ -89,3 +90,20 @@ async def test_shutdown_cancels_work_no_thread_started() -> None:
         await queued
     with pytest.raises(RuntimeError, match="shut down"):
         pool.run(asyncio.get_running_loop(), print)
+
+
+async def test_a_thread_is_idle_before_its_result_is_seen() -> None:
+    # The thread marks itself idle before it posts the result, so sequential calls always find
+    # it idle and never start another thread. A tiny switch interval makes the loop take the
+    # GIL right after the post, where a late idle mark would be seen missing.
+    pool = HandlerThreads(8)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(300):
+            await pool.call(int)
+            assert pool._idle == 1
+        assert pool.size == 1
+    finally:
+        sys.setswitchinterval(interval)
+        pool.shutdown()
