@@ -9,6 +9,8 @@ Ctrl-C or an error.
 
     python benchmarks/run.py [--rounds 3] [--duration 5] [--only hello-ka,large]
                              [--servers 'smisk-*,fcgisgi-asgi-uvloop'] [--markdown PATH]
+
+A full table takes about 20 minutes with ``--rounds 1 --duration 3``.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ REPO = HERE.parent
 REFERENCE = "fcgisgi-asgi-uvloop"  # every ratio is against this server in the same scenario
 MIB = 1024 * 1024
 POOL = 32  # nginx's upstream keep-alive pool, wrk's connections, the C responder's threads
+SMALL_POOL = 8  # the "pool smaller than the clients" upstream: most requests open a connection
+CORES = os.cpu_count() or 1  # the scaling curve goes up to one worker per core
 IDLE_CONNECTIONS = 1000  # the "idle keep-alive connections" scenario
 SLOW_STALL = 1.5  # seconds the slow reader stops reading after the first bytes
 RSS_SAMPLE_PERIOD = 0.05  # seconds between RSS samples while a load runs
 READY_TIMEOUT = 20.0  # seconds a server may take to start listening
 WARMUP_SECONDS = 1  # wrk run before the measured rounds (imports, caches, thread pools)
+WRK_THREADS = 2  # wrk threads above POOL connections: one thread cannot open 1024 at once
 SETTLE = 0.5  # seconds for started workers to finish importing before the idle RSS is read
 
 # -- what runs ------------------------------------------------------------------------------
@@ -57,11 +62,11 @@ class Server:
     """One FastCGI server configuration."""
 
     name: str
-    kind: str  # "c", "flup", "fcgisgi-asgi", "fcgisgi-wsgi" or "smisk"
-    threads: int = 1  # the C responder's accept loops
+    kind: str  # "c", "flup", "fcgisgi-asgi", "fcgisgi-wsgi", "uwsgi" or "smisk"
+    threads: int = 1  # the C responder's accept loops; uWSGI's threads per process
     handler: str = ""  # smisk: "Async" or "Sync"
     loop: str = ""  # smisk: "asyncio" or "uvloop"
-    workers: int = 1  # smisk processes
+    workers: int = 1  # smisk or uWSGI processes
 
     @property
     def is_smisk(self) -> bool:
@@ -73,21 +78,36 @@ def _smisk(handler: str, loop: str, workers: int) -> Server:
     return Server(name, "smisk", handler=handler, loop=loop, workers=workers)
 
 
+WIDE = 256  # the C responder's most threads: one per connection nginx opens at c=256
+SCALE = sorted({1, 2, CORES})  # workers on the scaling curve: 1, 2, all cores
 SERVERS = (
     Server("c-libfcgi-1t", "c", threads=1),
     Server(f"c-libfcgi-{POOL}t", "c", threads=POOL),
+    Server(f"c-libfcgi-{WIDE}t", "c", threads=WIDE),
     Server("flup", "flup"),
     Server(REFERENCE, "fcgisgi-asgi"),
     Server("fcgisgi-wsgi", "fcgisgi-wsgi"),
+    Server("uwsgi-1p", "uwsgi", threads=POOL),
+    Server(f"uwsgi-{CORES}p", "uwsgi", threads=POOL, workers=CORES),
     *(_smisk(h, lp, w) for w in (1, 2) for h in ("Async", "Sync") for lp in ("uvloop", "asyncio")),
+    *(_smisk(h, "uvloop", CORES) for h in ("Async", "Sync") if CORES > 2),
     *(
         Server(f"smisk-{kind}-{w}w", f"smisk-{kind}", loop="uvloop", workers=w)
         for kind in ("wsgi", "asgi")
-        for w in (1, 2)
+        for w in sorted({1, 2, CORES})
     ),
 )
-PEERS = (f"c-libfcgi-{POOL}t", "flup", REFERENCE, "fcgisgi-wsgi")
+C_ALL = ("c-libfcgi-*",)
+PEERS = (f"c-libfcgi-{POOL}t", f"c-libfcgi-{WIDE}t", "flup", REFERENCE, "fcgisgi-wsgi", "uwsgi-*")
 SMISK_MAIN = ("smisk-async-uvloop-1w", "smisk-sync-uvloop-1w", "smisk-async-uvloop-2w")
+# Every smisk kind on one worker and on every core: the rows the high-concurrency scenarios need.
+SMISK_CORE = (
+    "smisk-*-uvloop-1w",
+    f"smisk-*-uvloop-{CORES}w",
+    "smisk-wsgi-1w",
+    f"smisk-wsgi-{CORES}w",
+    "smisk-asgi-1w",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,7 @@ class Scenario:
     app: str  # the smisk class suffix in apps.py, and the last path segment
     servers: tuple[str, ...]  # names or fnmatch patterns
     kind: str = "wrk"  # "wrk", "idle" (idle connections) or "slow" (slow reader)
-    keepalive: bool = True
+    upstream: str = "ka"  # nginx's way to the server: "ka" (pool of POOL), "close", "small"
     connections: int = POOL
     script: str | None = None
     needs: str | None = None  # a module that must exist, else the rows are "pending"
@@ -108,14 +128,60 @@ class Scenario:
 SCENARIOS = (
     Scenario("hello-ka", "hello, keep-alive", "Hello", ("*",)),
     Scenario(
+        "hello-ka-64",
+        "hello, keep-alive, c=64",
+        "Hello",
+        (*C_ALL, *PEERS, *SMISK_CORE),
+        connections=64,
+    ),
+    Scenario("hello-ka-256", "hello, keep-alive, c=256", "Hello", ("*",), connections=256),
+    Scenario(
+        "hello-ka-1024",
+        "hello, keep-alive, c=1024",
+        "Hello",
+        (*PEERS, *SMISK_CORE),
+        connections=1024,
+    ),
+    Scenario(
+        "hello-pool",
+        f"hello, pool of {SMALL_POOL} < c=256",
+        "Hello",
+        (*PEERS, *SMISK_CORE),
+        upstream="small",
+        connections=256,
+    ),
+    Scenario(
         "hello-close",
         "hello, no keep-alive",
         "Hello",
         ("c-libfcgi-*", *PEERS, "smisk-*-uvloop-*", "smisk-async-asyncio-1w"),
-        keepalive=False,
+        upstream="close",
+    ),
+    Scenario(
+        "hello-close-256",
+        "hello, no keep-alive, c=256",
+        "Hello",
+        (*PEERS, *SMISK_CORE),
+        upstream="close",
+        connections=256,
     ),
     Scenario("large", "64 KiB response", "Large", PEERS + SMISK_MAIN),
+    Scenario(
+        "large-256",
+        "64 KiB response, c=256",
+        "Large",
+        (*PEERS, "smisk-*-uvloop-1w", f"smisk-async-uvloop-{CORES}w"),
+        connections=256,
+    ),
     Scenario("echo", "1 MiB POST echo", "Echo", PEERS + SMISK_MAIN, script="post_echo.lua"),
+    Scenario(
+        "echo-64",
+        "1 MiB POST echo, c=64",
+        "Echo",
+        (*PEERS, "smisk-*-uvloop-1w"),
+        script="post_echo.lua",
+        connections=64,
+    ),
     Scenario(
         "upload",
         "10 MiB multipart upload",
@@ -152,11 +218,13 @@ class Row:
     rps: float | None = None
     p50: float | None = None  # ms
     p99: float | None = None  # ms
+    p999: float | None = None  # ms
     rss: float | None = None  # MiB, peak during the load (sum over the server's processes)
     growth: float | None = None  # MiB, the highest peak minus the idle RSS
     idle_rss: float | None = None  # MiB, after start and one check request
     cpu: float | None = None  # µs of server CPU (user + system, all processes) per request
-    errors: int = 0
+    errors: int = 0  # socket errors and answers >= 400 other than 503, over all rounds
+    shed: int = 0  # 503 answers (a configured limit shedding load), over all rounds
     note: str = ""
 
 
@@ -181,7 +249,9 @@ def ensure_tools() -> None:
         print(f"installing {' '.join(apt)} ...", file=sys.stderr)
         _run_quiet([*sudo, "apt-get", "update", "-q"])
         _run_quiet([*sudo, "apt-get", "install", "-y", "-q", *apt])
-    pip = [pkg for pkg in ("flup", "fcgisgi", "uvloop") if not importlib.util.find_spec(pkg)]
+    pip = [
+        pkg for pkg in ("flup", "fcgisgi", "uvloop", "pyuwsgi") if not importlib.util.find_spec(pkg)
+    ]
     if pip:
         print(f"installing {' '.join(pip)} ...", file=sys.stderr)
         _run_quiet([sys.executable, "-m", "pip", "install", "-q", *pip])
@@ -373,6 +443,8 @@ def server_argv(bench: Bench, server: Server, scenario: Scenario) -> list[str]:
         return [python, f"{peers}/wsgi_app.py", "fcgisgi", path]
     if server.kind == "fcgisgi-asgi":
         return [python, f"{peers}/asgi_app.py", path]
+    if server.kind == "uwsgi":
+        return uwsgi_argv(path, server)
     if server.kind in ("smisk-wsgi", "smisk-asgi"):  # the peers' own apps, served by smisk
         module = "peers.wsgi_app:app" if server.kind == "smisk-wsgi" else "peers.asgi_app:app"
         interface = server.kind.removeprefix("smisk-")
@@ -391,6 +463,29 @@ def server_argv(bench: Bench, server: Server, scenario: Scenario) -> list[str]:
         "warning",
     ]
     return [*argv, "--workers", str(server.workers)] if server.workers > 1 else argv
+
+
+def uwsgi_argv(path: str, server: Server) -> list[str]:
+    """uWSGI (the pyuwsgi wheel) on the WSGI peer app: a master, N processes of 32 threads, the
+    same backlog as smisk, no request log (smisk logs no requests by default either)."""
+    return [
+        _which("uwsgi") or "uwsgi",
+        "--fastcgi-socket",
+        path,
+        "--wsgi-file",
+        str(HERE / "peers" / "wsgi_app.py"),
+        "--callable",
+        "app",
+        "--master",
+        "--processes",
+        str(server.workers),
+        "--threads",
+        str(server.threads),
+        "--listen",
+        "1024",
+        "--disable-logging",
+        "--die-on-term",
+    ]
 
 
 def start_server(bench: Bench, server: Server, scenario: Scenario) -> int:
@@ -431,14 +526,20 @@ http {{
 
 
 def nginx_config(bench: Bench) -> str:
-    """One keep-alive upstream and two locations (/NAME/ka/, /NAME/close/) per server."""
+    """Per server: a keep-alive upstream of POOL connections (/NAME/ka/), one of SMALL_POOL
+    (/NAME/small/) and a location without keep-alive (/NAME/close/)."""
     upstreams, locations = [], []
     for server in bench.servers:
         up, sock = server.name.replace("-", "_"), bench.socket_path(server)
         upstreams.append(f"upstream {up} {{ server unix:{sock}; keepalive {POOL}; }}")
+        upstreams.append(f"upstream {up}_small {{ server unix:{sock}; keepalive {SMALL_POOL}; }}")
         params = "include /etc/nginx/fastcgi_params;"
         locations.append(
             f"location /{server.name}/ka/ {{ {params} fastcgi_pass {up}; fastcgi_keep_conn on; }}"
+        )
+        locations.append(
+            f"location /{server.name}/small/ {{ {params} fastcgi_pass {up}_small; "
+            "fastcgi_keep_conn on; }"
         )
         locations.append(f"location /{server.name}/close/ {{ {params} fastcgi_pass unix:{sock}; }}")
     user = "user root;" if os.geteuid() == 0 else ""
@@ -475,56 +576,68 @@ class Sample:
     """One measured run of one server."""
 
     rps: float | None = None
-    p50: float | None = None
+    p50: float | None = None  # ms
     p99: float | None = None
+    p999: float | None = None
     rss: int = 0
-    errors: int = 0
+    errors: int = 0  # socket errors and answers >= 400 other than 503
+    shed: int = 0  # 503 answers
     requests: int = 0
     cpu: float | None = None  # µs of server CPU per request
 
 
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def _latency(output: str, percentile: str) -> float | None:
-    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
-    return float(match[1]) * UNITS_MS[match[2]] if match else None
+STATUS_LINE = re.compile(
+    r"^smisk-bench: shed=(\d+) failed=(\d+) p50=(\d+) p99=(\d+) p999=(\d+)$", re.M
+)
 
 
 def parse_wrk(output: str) -> Sample:
-    """Requests/s, p50/p99 in ms and errors (non-2xx plus socket errors) from wrk's report."""
+    """Requests/s, p50/p99/p99.9 in ms, 503s and errors (socket errors plus other answers
+    >= 400) from wrk's report and the line ``lua/status.lua`` adds to it."""
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors += int(non_2xx[1]) if non_2xx else 0
     requests = re.search(r"^\s*(\d+) requests in", output, re.M)
+    status = STATUS_LINE.search(output)
+    if status is None:
+        raise RuntimeError(f"no status line in wrk's output: {output.strip()[-200:]}")
+    shed, failed, p50, p99, p999 = (int(n) for n in status.groups())
     return Sample(
         float(rps[1]) if rps else None,
-        _latency(output, "50"),
-        _latency(output, "99"),
-        errors=errors,
+        p50 / 1000,
+        p99 / 1000,
+        p999 / 1000,
+        errors=errors + failed,
+        shed=shed,
         requests=int(requests[1]) if requests else 0,
     )
 
 
+def wrk_script(bench: Bench, scenario: Scenario) -> Path:
+    """The scenario's own wrk script (if any) followed by ``lua/status.lua``."""
+    path = bench.workdir / f"{scenario.name}.lua"
+    if not path.exists():
+        parts = [HERE / "lua" / scenario.script] if scenario.script else []
+        parts.append(HERE / "lua" / "status.lua")
+        path.write_text("\n".join(part.read_text() for part in parts))
+    return path
+
+
 def url(bench: Bench, server: Server, scenario: Scenario) -> str:
-    mode = "ka" if scenario.keepalive else "close"
-    return f"http://127.0.0.1:{bench.port}/{server.name}/{mode}/{scenario.app.lower()}"
+    return f"http://127.0.0.1:{bench.port}/{server.name}/{scenario.upstream}/{scenario.app.lower()}"
 
 
 def run_wrk(bench: Bench, server: Server, scenario: Scenario, pid: int, seconds: int) -> Sample:
     """One wrk run against a server through nginx, sampling the server's RSS meanwhile."""
     argv = [
         "wrk",
-        "-t1",
+        f"-t{WRK_THREADS if scenario.connections > POOL else 1}",
         f"-c{scenario.connections}",
         f"-d{seconds}s",
-        "--latency",
         "--timeout",
         "10s",
+        "-s",
+        str(wrk_script(bench, scenario)),
     ]
-    if scenario.script:
-        argv += ["-s", str(HERE / "lua" / scenario.script)]
     cpu_before = tree_cpu(pid)
     with RssSampler(pid) as sampler:
         done = subprocess.run(
@@ -720,11 +833,13 @@ def summarize(row: Row, samples: list[Sample], idle: int) -> None:
 
     row.rps = median([s.rps for s in samples])
     row.p50, row.p99 = median([s.p50 for s in samples]), median([s.p99 for s in samples])
+    row.p999 = median([s.p999 for s in samples])
     row.rss = median([s.rss / MIB for s in samples])
     row.cpu = median([s.cpu for s in samples])
     row.idle_rss = idle / MIB
     row.growth = max(s.rss for s in samples) / MIB - row.idle_rss
     row.errors = sum(s.errors for s in samples)
+    row.shed = sum(s.shed for s in samples)
 
 
 def run_scenario(bench: Bench, scenario: Scenario) -> list[Row]:
@@ -785,12 +900,13 @@ COLUMNS = (
     "req/s",
     "p50 ms",
     "p99 ms",
+    "p99.9 ms",
     "RSS MiB",
-    "RSS growth MiB",
+    "RSS / idle",
     "CPU µs/req",
     "errors",
+    "503s",
     "req/s ratio",
-    "p50 ratio",
     "p99 ratio",
     "RSS ratio",
     "note",
@@ -808,20 +924,24 @@ def _ratio(value: float | None, reference: float | None) -> str:
 
 
 def row_cells(row: Row, reference: Row | None) -> list[str]:
-    """One table line; the RSS ratio compares peaks, the growth column is absolute."""
+    """One table line; the RSS ratio compares peaks with the reference, "RSS / idle" the peak
+    under load with the same server's RSS at rest."""
     if row.note:
         return [row.server, row.scenario.label, *["—"] * (len(COLUMNS) - 3), row.note]
     ref = reference or Row(REFERENCE, row.scenario)
-    figures = [_fmt(row.rps, 0), _fmt(row.p50, 2), _fmt(row.p99, 2), _fmt(row.rss)]
-    ratios = [_ratio(row.rps, ref.rps), _ratio(row.p50, ref.p50), _ratio(row.p99, ref.p99)]
+    latency = [_fmt(row.p50, 2), _fmt(row.p99, 2), _fmt(row.p999, 2)]
     return [
         row.server,
         row.scenario.label,
-        *figures,
-        _fmt(row.growth),
+        _fmt(row.rps, 0),
+        *latency,
+        _fmt(row.rss),
+        _ratio(row.rss, row.idle_rss),
         _fmt(row.cpu, 0),
         str(row.errors),
-        *ratios,
+        str(row.shed),
+        _ratio(row.rps, ref.rps),
+        _ratio(row.p99, ref.p99),
         _ratio(row.rss, ref.rss),
         "",
     ]
@@ -888,6 +1008,74 @@ def _memory_target(rows: list[Row], scenario: str, limit: float, idle: bool = Fa
     return [what, f"<= {limit:.0f} MiB", f"{worst:.1f} MiB ({server})", status]
 
 
+def _versus_c(rows: list[Row], scenario: str, mine: str, speed: float, tail: float) -> list[str]:
+    """The best smisk row matching ``mine`` against the fastest C responder: req/s at least
+    ``speed`` times C's, p99 at most ``tail`` times C's (0: not judged) and no errors."""
+    ours, theirs = _best(rows, scenario, mine), _best(rows, scenario, "c-libfcgi-*")
+    goal = f">= {speed}x req/s" + (f", p99 <= {tail}x" if tail else "") + ", 0 errors"
+    what = f"{scenario}: best {mine} vs the fastest C responder"
+    if ours is None or theirs is None or not ours.rps or not theirs.rps:
+        return [what, goal, "—", "not measured"]
+    ratio = ours.rps / theirs.rps
+    p99 = (ours.p99 or 0.0) / (theirs.p99 or 1.0)
+    detail = (
+        f"{ratio:.2f}x, p99 {p99:.2f}x, {ours.errors} errors "
+        f"({ours.server} {ours.rps:,.0f} req/s p99 {ours.p99:.1f} ms / "
+        f"{theirs.server} {theirs.rps:,.0f} req/s p99 {theirs.p99:.1f} ms)"
+    )
+    met = ratio >= speed and (not tail or p99 <= tail) and ours.errors == 0
+    return [what, goal, detail, "met" if met else "NOT met"]
+
+
+def _no_errors(rows: list[Row]) -> list[str]:
+    """Every measured smisk row: no socket error and no answer >= 400 but 503."""
+    failing = [
+        f"{r.server} {r.scenario.name}: {r.errors}"
+        for r in rows
+        if r.errors and r.server.startswith("smisk-")
+    ]
+    measured = "none" if not failing else "; ".join(failing[:8]) + (" ..." if failing[8:] else "")
+    return [
+        "every row: errors (503s counted apart)",
+        "0",
+        measured,
+        "NOT met" if failing else "met",
+    ]
+
+
+def _load_memory(rows: list[Row], limit: float) -> list[str]:
+    """The smisk row whose RSS under load is the largest multiple of its RSS at rest."""
+    found = [
+        (r.rss / r.idle_rss, r)
+        for r in rows
+        if r.server.startswith("smisk-") and r.rss and r.idle_rss and r.scenario.kind == "wrk"
+    ]
+    what = "every smisk row under load: peak RSS / idle RSS"
+    if not found:
+        return [what, f"<= {limit}x", "—", "not measured"]
+    worst, row = max(found, key=lambda pair: pair[0])
+    detail = (
+        f"{worst:.2f}x ({row.server} {row.scenario.name}: {row.rss:.1f} / {row.idle_rss:.1f} MiB)"
+    )
+    return [what, f"<= {limit}x", detail, "met" if worst <= limit else "NOT met"]
+
+
+def _scaling(rows: list[Row], scenario: str, base: str) -> list[list[str]]:
+    """``base``-Nw against N times ``base``-1w, for each N on the curve above one."""
+    one = _best(rows, scenario, f"{base}-1w")
+    lines = []
+    for workers in SCALE[1:]:
+        many = _best(rows, scenario, f"{base}-{workers}w")
+        what = f"{scenario}: {base} {workers} workers vs {workers} x 1 worker"
+        if one is None or many is None or not one.rps or not many.rps:
+            lines.append([what, ">= 0.9x", "—", "not measured"])
+            continue
+        ratio = many.rps / (workers * one.rps)
+        detail = f"{ratio:.2f}x ({many.rps:,.0f} / {workers} x {one.rps:,.0f})"
+        lines.append([what, ">= 0.9x", detail, "met" if ratio >= 0.9 else "NOT met"])
+    return lines
+
+
 TARGET_COLUMNS = ("target", "goal", "measured", "status")
 
 
@@ -908,7 +1096,39 @@ def targets(rows: list[Row]) -> list[list[str]]:
         _memory_target(rows, "slow", 16),
         _memory_target(rows, "idle", 30, idle=True),
         _memory_target(rows, "idle", 30),
+        *(
+            line
+            for scenario in ("hello-ka-64", "hello-ka-256")
+            for line in (
+                _versus_c(rows, scenario, "smisk-async-*", 1.0, 1.5),
+                _versus_c(rows, scenario, "smisk-sync-*", 0.6, 0.0),
+                _speed_target(rows, scenario, "smisk-wsgi-1w", "uwsgi-1p", 1.0),
+                _speed_target(rows, scenario, f"smisk-wsgi-{CORES}w", f"uwsgi-{CORES}p", 0.9),
+            )
+        ),
+        *_scaling(rows, "hello-ka-256", "smisk-async-uvloop"),
+        *_scaling(rows, "hello-ka-256", "smisk-sync-uvloop"),
+        _no_errors(rows),
+        _load_memory(rows, 1.5),
     ]
+
+
+SCALING_COLUMNS = ("server", "workers", "req/s", "x one worker", "CPU µs/req", "p99 ms")
+
+
+def scaling_table(rows: list[Row], scenario: str = "hello-ka-256") -> list[list[str]]:
+    """The workers curve (1, 2, all cores) of every smisk kind measured in ``scenario``."""
+    lines = []
+    for base in ("smisk-async-uvloop", "smisk-sync-uvloop", "smisk-wsgi"):
+        one = _best(rows, scenario, f"{base}-1w")
+        for workers in SCALE:
+            row = _best(rows, scenario, f"{base}-{workers}w")
+            if row is None:
+                continue
+            times = _ratio(row.rps, one.rps if one else None)
+            cells = [_fmt(row.rps, 0), times, _fmt(row.cpu, 0), _fmt(row.p99, 2)]
+            lines.append([base, str(workers), *cells])
+    return lines
 
 
 # -- machine description and output ---------------------------------------------------------
@@ -946,11 +1166,14 @@ def report(rows: list[Row], options: argparse.Namespace) -> None:
     ]
     print("\n".join(about) + "\n")
     print(text_table(COLUMNS, cells) + "\n")
-    print(text_table(TARGET_COLUMNS, goals))
+    print(text_table(TARGET_COLUMNS, goals) + "\n")
+    scaling = scaling_table(rows)
+    print(text_table(SCALING_COLUMNS, scaling))
     if options.markdown:
         text = "\n".join(f"- {line}" for line in about)
         text += "\n\n" + markdown_table(COLUMNS, cells) + "\n\n### Targets\n\n"
-        text += markdown_table(TARGET_COLUMNS, goals) + "\n"
+        text += markdown_table(TARGET_COLUMNS, goals) + "\n\n### Workers (hello, c=256)\n\n"
+        text += markdown_table(SCALING_COLUMNS, scaling) + "\n"
         Path(options.markdown).write_text(text)
 
 
