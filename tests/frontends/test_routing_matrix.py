@@ -121,9 +121,11 @@ ROWS = [
     Row("apache-tcp-generic", "apache", "ProxyPass fcgi://, GENERIC", doc("apache", "apache-tcp", GENERIC), transport="tcp"),
     Row("apache-prefix", "apache", "ProxyPass /app/ unix, FPM", doc("apache", "apache-prefix"), "/app", MOUNT),
     Row("apache-tcp-generic-app", "apache", "ProxyPass /app/ fcgi://, GENERIC", doc("apache", "apache-tcp", {**GENERIC, '"/" "fcgi://@TCP@/"': '"/app/" "fcgi://@TCP@/app/"'}), "/app", MOUNT, "tcp"),
-    # Without fix-root-scriptname lighttpd's "/" sends the first path segment as SCRIPT_NAME
-    # and the rest as PATH_INFO (/a/b: SCRIPT_NAME=/a PATH_INFO=/b): a split no rule can tell
-    # from a real mount point, so the recipes set it (docs/deploy/lighttpd.md).
+    # Without fix-root-scriptname lighttpd 1.4.69's "/" sends the first path segment as
+    # SCRIPT_NAME and the rest as PATH_INFO: GET /a/b gives SCRIPT_NAME=/a PATH_INFO=/b
+    # REQUEST_URI=/a/b SCRIPT_FILENAME=$docroot/a PATH_TRANSLATED=$docroot/b (GET /t/: /t and /,
+    # GET /: SCRIPT_NAME=/ and no PATH_INFO). No rule can tell that from a real mount point at
+    # /a, so the recipes set it (docs/deploy/lighttpd.md).
     Row("lighttpd-socket", "lighttpd", "socket, fix-root-scriptname", doc("lighttpd", "lighttpd-socket")),
     Row("lighttpd-bin-path", "lighttpd", "bin-path, fix-root-scriptname", doc("lighttpd", "lighttpd-bin-path"), transport="spawned"),
     Row("lighttpd-prefix", "lighttpd", "socket, prefix /app", doc("lighttpd", "lighttpd-prefix"), "/app"),
