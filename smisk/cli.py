@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--mount",
         default=_env("MOUNT", ""),
-        help="WSGI SCRIPT_NAME / ASGI root_path when the front end does not split the path",
+        help="WSGI SCRIPT_NAME / ASGI root_path, overriding the front end's split (/: at the root)",
     )
     add(
         "--forwarded-allow-ips",

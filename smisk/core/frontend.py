@@ -59,8 +59,17 @@ def merge_params(params: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
 # -- SCRIPT_NAME and PATH_INFO ------------------------------------------------------------------
 
 
+ROOT_MOUNT = b"/"  # ``--mount /``: the application is at the root, whatever the front end split
+
+
 def mount_prefix(prefix: str) -> bytes:
-    """A mount prefix as SCRIPT_NAME bytes: ``"/app/"`` -> ``b"/app"``, ``"/"`` -> ``b""``."""
+    """A mount prefix as SCRIPT_NAME bytes: ``"/app/"`` -> ``b"/app"``, ``""`` -> ``b""`` (none).
+
+    ``"/"`` gives ``ROOT_MOUNT``: mounted at the root, so the front end's split is ignored
+    (lighttpd's ``"/"`` without ``fix-root-scriptname`` splits off the first path segment).
+    """
+    if prefix and not prefix.strip("/"):
+        return ROOT_MOUNT
     raw = prefix.encode("utf-8").rstrip(b"/")
     if raw and not raw.startswith(b"/"):
         raw = b"/" + raw
@@ -102,7 +111,8 @@ def split_path(env: dict[bytes, bytes], mount: bytes = b"") -> PathSplit:
     client's encoding); S and I are the SCRIPT_NAME and PATH_INFO params.
 
     1. ``mount`` given (``--mount PREFIX``): (``mount``, rest of P) when P is ``mount`` or
-       starts with ``mount + "/"``, else ("", P). The front end's params are not consulted.
+       starts with ``mount + "/"``, else ("", P); ``ROOT_MOUNT`` (``--mount /``) gives
+       ("", P). The front end's params are not consulted.
     2. REQUEST_URI present, I a non-empty path (starts with ``/``):
        a. S + I == P and S is "" or does not end with ``/``: (S, I), the front end's split;
        b. P starts with S + ``/`` (S not empty): (S, rest of P) -- the front end merged
@@ -130,8 +140,8 @@ def split_path(env: dict[bytes, bytes], mount: bytes = b"") -> PathSplit:
 
 
 def _mounted(path: bytes, mount: bytes) -> tuple[bytes, bytes]:
-    """Rule 1 of split_path; with no ``mount``, the whole path is PATH_INFO."""
-    if mount and (path == mount or path.startswith(mount + b"/")):
+    """Rule 1 of split_path; with no ``mount`` or ``ROOT_MOUNT``, the whole path is PATH_INFO."""
+    if mount and mount != ROOT_MOUNT and (path == mount or path.startswith(mount + b"/")):
         return mount, path[len(mount) :]
     return b"", path
 

@@ -129,6 +129,7 @@ ROWS = [
     Row("lighttpd-socket", "lighttpd", "socket, fix-root-scriptname", doc("lighttpd", "lighttpd-socket")),
     Row("lighttpd-bin-path", "lighttpd", "bin-path, fix-root-scriptname", doc("lighttpd", "lighttpd-bin-path"), transport="spawned"),
     Row("lighttpd-prefix", "lighttpd", "socket, prefix /app", doc("lighttpd", "lighttpd-prefix"), "/app"),
+    Row("lighttpd-no-fix-root-mount-root", "lighttpd", "socket, no fix-root-scriptname, --mount /", doc("lighttpd", "lighttpd-socket", {'        "fix-root-scriptname" => "enable",   # SCRIPT_NAME "" and the whole path as PATH_INFO\n': ""}), smisk_args=("--mount", "/")),
     Row("caddy-split-empty", "caddy", 'transport fastcgi, split ""', doc("caddy", "caddyfile")),
     Row("caddy-split-unset", "caddy", "transport fastcgi", doc("caddy", "caddyfile", {'\t\t\tsplit ""\n': ""})),
     Row("caddy-prefix", "caddy", "transport fastcgi, split /app", doc("caddy", "caddy-prefix"), "/app"),

@@ -133,6 +133,23 @@ CASES = [
     # ... but "/x/y" arrives as SCRIPT_NAME=/x PATH_INFO=/y, which no param set tells apart
     # from a real mount at /x: kept (docs/deploy/lighttpd.md asks for fix-root-scriptname).
     Case("lighttpd-plain-deep", uri(b"/x/y", b"/x", b"/y"), b"/x", b"/y", b"/x/y"),
+    # ... and --mount / says the application is at the root: the front end's split is ignored.
+    Case(
+        "lighttpd-plain-deep-root-mount",
+        uri(b"/x/y", b"/x", b"/y"),
+        b"",
+        b"/x/y",
+        b"/x/y",
+        mount="/",
+    ),
+    Case(
+        "root-mount-no-uri",
+        {b"SCRIPT_NAME": b"/x", b"PATH_INFO": b"/y"},
+        b"",
+        b"/x/y",
+        b"/x/y",
+        mount="/",
+    ),
     # lighttpd, "/app" prefix: a split at the mount point.
     Case(
         "lighttpd-prefix",
