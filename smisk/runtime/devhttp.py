@@ -259,7 +259,9 @@ async def _connect_app(
     ours, theirs = pair
     loop = asyncio.get_running_loop()
     try:
-        await loop.connect_accepted_socket(lambda: FastCGIProtocol(server), theirs)
+        await loop.connect_accepted_socket(
+            lambda: FastCGIProtocol(server, trusted_peer=True), theirs
+        )
     except BaseException:
         ours.close()
         theirs.close()

@@ -59,8 +59,10 @@ POOL_OPT_OUT = encode_record(RecordType.GET_VALUES_RESULT, 0)
 class FastCGIProtocol(asyncio.Protocol):
     """One accepted connection."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, *, trusted_peer: bool = False) -> None:
         self.server = server
+        # The peer is this process (the --http front end's socket pair): allow_from does not apply.
+        self.trusted_peer = trusted_peer
         self.connection = FastCGIConnection(server.limits, max_conns=server.max_connections)
         self.transport: asyncio.Transport | None = None
         self.cycles: dict[int, RequestCycle] = {}

@@ -192,7 +192,7 @@ class Server:
 
     def _allowed(self, protocol: FastCGIProtocol) -> bool:
         allow_from = self.server_limits.allow_from
-        if not allow_from:
+        if not allow_from or protocol.trusted_peer:
             return True
         assert protocol.transport is not None
         peer = protocol.transport.get_extra_info("peername")

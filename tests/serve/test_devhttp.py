@@ -156,6 +156,19 @@ def test_header_names_with_underscores_do_not_reach_cgi_variables(env_port: int)
     ]  # fmt: skip
 
 
+def test_allow_from_limits_fastcgi_peers_not_the_http_front_end(tmp_path: Path) -> None:
+    # --allow-from names the web servers that may speak FastCGI to smisk; the --http front end
+    # talks to the app over a socket pair inside the worker, which is not such a peer.
+    with (
+        serve_env_app(tmp_path, "--allow-from", "10.9.8.7") as server,
+        connect(http_port(server)) as sock,
+    ):
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert status == 200
+    assert b"body=b''" in body
+
+
 def test_content_length_with_chunked_is_refused_and_the_connection_closed(env_port: int) -> None:
     smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
     chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
