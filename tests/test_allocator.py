@@ -60,6 +60,45 @@ def test_default_process_gives_them_back() -> None:
     assert int(probe("print(heap_after_large_blocks())")) < KEPT
 
 
+ARENA_PROBE = """
+import ctypes, os, re, tempfile, threading
+from smisk.runtime import allocator
+
+def arenas():
+    libc = ctypes.CDLL(None)
+    libc.fdopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.fflush.argtypes = (ctypes.c_void_p,)
+    with tempfile.TemporaryFile() as out:
+        stream = libc.fdopen(os.dup(out.fileno()), b"w")
+        libc.malloc_info(0, stream)
+        libc.fflush(stream)
+        out.seek(0)
+        return len(re.findall(rb"<heap nr=", out.read()))
+
+def allocate():
+    for _ in range(50):
+        blocks = [bytearray(65536) for _ in range(8)]
+        del blocks
+
+TUNE
+threads = [threading.Thread(target=allocate) for _ in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(arenas())
+"""
+
+
+@pytest.mark.parametrize(("tune", "most"), [("allocator.tune()", allocator.ARENAS), ("", 64)])
+def test_threads_share_a_few_arenas(tune: str, most: int) -> None:
+    # Untuned, glibc gives each new thread an arena until 8 per core (here: at least 3 with
+    # 16 threads on one core); each arena keeps freed memory of its own.
+    count = int(probe(ARENA_PROBE.replace("TUNE", tune)))
+    assert count <= most and (tune or count > allocator.ARENAS)
+
+
 def test_glibc_variables_win() -> None:
     setup = (
         "from smisk.runtime import allocator\nprint(allocator.tune(), heap_after_large_blocks())"
