@@ -109,7 +109,10 @@ class Response(_Sink):
 
     def send_file(self, path: str) -> None:
         """Have the front end send the file at ``path`` (X-Accel-Redirect, X-Sendfile, ...);
-        without front-end support the server streams the file itself, off the loop."""
+        without front-end support the server streams the file itself, off the loop: exactly
+        the Content-Length it announces (the size at open time, or the application's own), or
+        to the end without a length for files that report size 0 (``/proc``). A file that
+        shrinks while sent ends the connection, so the front end sees a truncated response."""
         if not isinstance(path, str):
             raise TypeError("first argument must be a string")
         if self.has_begun:
@@ -242,9 +245,21 @@ class Response(_Sink):
             else:
                 await self._cycle.protocol.drain()
 
-    def _file_headers(self, path: str, size: int) -> None:
+    def _file_headers(self, path: str, size: int) -> int | None:
+        """Add the headers of a file the server streams; return the body length announced:
+        the application's own Content-Length, else ``size``. ``size`` 0 is what /proc-like
+        files report whatever they hold: then no length is announced (None), the file is read
+        to its end and the front end chunks it."""
         if self.find_header("content-type:") < 0:
             guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
             self.headers.append(f"Content-Type: {guessed}")
-        if self.find_header("content-length:") < 0:
-            self.headers.append(f"Content-Length: {size}")
+        index = self.find_header("content-length:")
+        if index >= 0:
+            declared = self.headers[index].partition(":")[2].strip()
+            if not declared.isdigit():
+                raise ValueError(f"invalid Content-Length for a streamed file: {declared!r}")
+            return int(declared)
+        if size <= 0:
+            return None
+        self.headers.append(f"Content-Length: {size}")
+        return size

@@ -168,16 +168,38 @@ class ApplicationHandler:
             self._report((type(error), error, error.__traceback__), response)
             return
         try:
-            response._file_headers(path, size)
-            if not response.has_begun:
-                response.begin()
+            try:
+                length = response._file_headers(path, size)
+                if not response.has_begun:
+                    response.begin()
+            except (TypeError, ValueError):  # a header the application set: nothing was sent
+                response._file_to_stream = None
+                self._report(sys.exc_info(), response)
+                return
             await cycle.write(response._take_pending())
-            while chunk := await handle.read(FILE_CHUNK):
-                await cycle.write(chunk)
+            await _send_file_body(cycle, handle, length, path)
         finally:
             # Shielded: a request cancelled while the close waits for a worker thread (the
             # client left) still closes its file.
             await asyncio.shield(_close_soon(handle))
+
+
+async def _send_file_body(
+    cycle: RequestCycle, handle: AsyncBufferedReader, length: int | None, path: str
+) -> None:
+    """Send exactly ``length`` bytes of the file (more may have been appended since it was
+    opened), or all of it when no length was announced. A file that ends first cannot give
+    what its head announced: the request is broken off, never padded or ended as complete."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        chunk = await handle.read(FILE_CHUNK if remaining is None else min(FILE_CHUNK, remaining))
+        if not chunk:
+            break
+        await cycle.write(chunk)
+        if remaining is not None:
+            remaining -= len(chunk)
+    if remaining:
+        cycle.break_off(f"{path} ended {remaining} bytes short of its Content-Length: {length}")
 
 
 async def _open_sized(path: str) -> tuple[AsyncBufferedReader, int]:

@@ -171,6 +171,20 @@ class RequestCycle:
             self._start_output(data)
         self.protocol.end_request(self.request_id, data, app_status)
 
+    def break_off(self, reason: str) -> None:
+        """End a request whose output cannot be completed as its head announced (say a file
+        that shrank while sent). FastCGI has no record that fails one request and END_REQUEST
+        would pass the short body as whole, so the connection is dropped without it: the front
+        end sees a truncated response. Other requests on the connection end with it."""
+        if self.ended:
+            return
+        log.error("request %d broken off: %s", self.request_id, reason)
+        self.ended = True
+        self.body.discard()
+        if self.data is not None:
+            self.data.discard()
+        self.protocol.abort()
+
     # -- events from the connection ----------------------------------------------------------
 
     def abort(self, error: ClientGone) -> None:

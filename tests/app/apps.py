@@ -374,6 +374,8 @@ def r_cookie_late(a: TestApp) -> None:
 
 
 def r_sendfile(a: TestApp) -> None:
+    if "length" in request.get:  # the application announces the length itself
+        response.headers.append(f"Content-Length: {request.get['length']}")
     try:
         response.send_file(request.get["path"])
     except Exception as error:

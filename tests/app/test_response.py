@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import http.client
 import json
 import os
 import time
@@ -14,8 +15,17 @@ from pathlib import Path
 import pytest
 
 from smisk.core import Response
+from smisk.protocol.records import unpack_header
 from tests.app.conftest import Web
-from tests.support.fcgi_client import begin_record, params_records, stdin_records
+from tests.support.fcgi_client import (
+    END,
+    STDOUT,
+    FastCGIClient,
+    begin_record,
+    params_records,
+    stdin_records,
+)
+from tests.support.nginx import FASTCGI_PARAMS, Nginx
 from tests.support.serving import wait_until
 
 
@@ -295,3 +305,139 @@ def test_a_streamed_file_is_closed_when_the_client_leaves(
         assert next(client.stream(1))[0] == 6  # streaming has started
         assert _open_in_this_process(path) == 1
     wait_until(lambda: _open_in_this_process(path) == 0, what="the file closed")
+
+
+# -- a streamed file whose size is not what fstat said -------------------------------------------
+
+CHANGING_SIZE = 1 << 30  # sparse: flow control stops the server long before it read this much
+
+
+def test_a_proc_file_is_streamed_whole_without_a_length(web_zero: Web) -> None:
+    """/proc files report size 0: no Content-Length is announced, the file is read to its end
+    and nginx chunks it."""
+    status, headers, body = web_zero.get("/sendfile?path=/proc/self/status")
+    assert status == 200
+    assert "content-length" not in headers and headers["transfer-encoding"] == "chunked"
+    assert body.startswith(b"Name:") and b"\nPid:" in body and b"\nVmRSS:" in body
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no disk space."""
+    path.touch()
+    os.truncate(path, size)
+
+
+def _stream_sendfile(web: Web, path: Path) -> tuple[FastCGIClient, int, bytearray]:
+    """Start streaming ``path`` over raw FastCGI; return the client, the announced
+    Content-Length and the body bytes received so far (the file is open by then)."""
+    params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/sendfile", "QUERY_STRING": f"path={path}"}
+    client = web.fcgi()
+    client.send(begin_record(1) + params_records(1, params) + stdin_records(1, b""))
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        record = client.read_record()
+        assert record is not None and record[0] == STDOUT, record
+        head += record[2]
+    head, _, body = bytes(head).partition(b"\r\n\r\n")
+    fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+    return client, int(fields["Content-Length"]), bytearray(body)
+
+
+def _rest_of_body(client: FastCGIClient, body: bytearray) -> bool:
+    """Read the body until END_REQUEST (True) or the end of the connection (False), which
+    may come inside a record."""
+    data = bytearray()
+    while chunk := client.sock.recv(1 << 20):
+        data += chunk
+        while len(data) >= 8:
+            _, rtype, _, length, padding = unpack_header(bytes(data[:8]))
+            if len(data) < 8 + length + padding:
+                break
+            if rtype == END:
+                return True
+            if rtype == STDOUT:
+                body += data[8 : 8 + length]
+            del data[: 8 + length + padding]
+    return False
+
+
+def test_a_file_that_grows_while_sent_gives_exactly_the_announced_length(
+    web_zero: Web, tmp_path: Path
+) -> None:
+    """Bytes appended after the head was sent are not sent: the body is the announced length,
+    END_REQUEST follows, and the connection serves the next request."""
+    path = tmp_path / "growing.bin"
+    _sparse(path, 64 << 20)
+    client, announced, body = _stream_sendfile(web_zero, path)
+    with client:
+        with open(path, "ab") as handle:
+            handle.write(b"appended after the head was sent" * 32768)
+        for rtype, content in client.stream(1):  # up to END_REQUEST
+            if rtype == STDOUT:
+                body += content
+        next_answer = client.request(params={"SCRIPT_NAME": "/hello"}).split()[1]
+    assert announced == 64 << 20
+    assert len(body) == announced and not body.strip(b"\0")
+    assert next_answer == b"<h1>Hello World!</h1>"
+
+
+def test_a_file_that_shrinks_while_sent_breaks_the_connection_off(
+    web_zero: Web, tmp_path: Path
+) -> None:
+    """The announced length cannot be sent: no END_REQUEST (it would pass the short body as
+    whole) and no padding; the connection ends, and the server goes on serving."""
+    path = tmp_path / "shrinking.bin"
+    _sparse(path, CHANGING_SIZE)
+    client, announced, body = _stream_sendfile(web_zero, path)
+    with client:
+        os.truncate(path, 1 << 20)
+        ended = _rest_of_body(client, body)
+    assert announced == CHANGING_SIZE
+    assert not ended and len(body) < announced
+    assert web_zero.get("/hello")[0] == 200
+
+
+# nginx keeps at most its in-memory buffers of a response (no temp file), so the server stops
+# reading the file while the client does not read.
+CAPPED_LOCATION = f"""
+    location /capped/ {{
+      include {FASTCGI_PARAMS};
+      fastcgi_pass backend;
+      fastcgi_keep_conn on;
+      fastcgi_max_temp_file_size 0;
+    }}"""
+
+
+def test_a_file_that_shrinks_while_sent_is_truncated_for_the_client(
+    web_zero: Web, tmp_path: Path
+) -> None:
+    """Through nginx: the client gets the announced Content-Length, then fewer bytes and the
+    end of the connection."""
+    path = tmp_path / "shrinking.bin"
+    _sparse(path, CHANGING_SIZE)
+    with Nginx(tmp_path / "nginx", [web_zero.address], CAPPED_LOCATION) as nginx:
+        conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=120)
+        try:
+            conn.request("GET", f"/capped/sendfile?path={path}")
+            res = conn.getresponse()
+            assert (res.status, res.getheader("content-length")) == (200, str(CHANGING_SIZE))
+            first = res.read(1 << 16)
+            os.truncate(path, 1 << 20)
+            with pytest.raises(http.client.IncompleteRead) as info:
+                res.read()
+            assert len(first) + len(info.value.partial) < CHANGING_SIZE
+        finally:
+            conn.close()
+        assert "upstream prematurely closed connection" in nginx.error_log()
+        assert nginx.get("/hello")[0] == 200
+
+
+def test_a_streamed_file_sends_the_length_the_application_announced(
+    web_zero: Web, served_files: Path
+) -> None:
+    path = served_files / "small.txt"
+    status, headers, body = web_zero.get(f"/sendfile?path={path}&length=5")
+    assert (status, headers["content-length"], body) == (200, "5", path.read_bytes()[:5])
+    status, headers, body = web_zero.get(f"/sendfile?path={path}&length=lots")
+    assert status == 500 and b"invalid Content-Length for a streamed file" in body
+    assert web_zero.get("/hello")[0] == 200
