@@ -7,6 +7,7 @@ object when nothing had to change. Text (``str``) input is processed as its UTF-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -125,6 +126,9 @@ _RECORD_STEP = 65528  # the largest 8-byte aligned content length: full records 
 _PADDING = bytes(8)
 _TYPE_MAX, _ID_MAX, _STATUS_MAX = 0xFF, 0xFFFF, 0xFF  # widths of the header and body fields
 _APP_STATUS_MASK = 0xFFFFFFFF  # appStatus is 32 bits; larger or negative values wrap
+# The end of a response: empty STDOUT (and STDERR) record headers, END_REQUEST and its body.
+_END = struct.Struct(">" + "BBHHBx" * 2 + "IB3x")
+_END_AFTER_STDERR = struct.Struct(">" + "BBHHBx" * 3 + "IB3x")
 
 Record = tuple[int, int, bytes | memoryview]
 
@@ -224,17 +228,30 @@ def frame_end(
     if not isinstance(app_status, int):
         raise TypeError("app status must be an integer")
     _check_field(protocol_status, _STATUS_MAX, "protocol status")
+    end = _end_records(
+        request_id, app_status & _APP_STATUS_MASK, protocol_status, bool(stderr_sent)
+    )
+    if len(raw) <= _RECORD_STEP:  # one record at most: the common, small response
+        padding = -len(raw) % 8
+        head = _HEADER.pack(_VERSION, _STDOUT, request_id, len(raw), padding) if raw else b""
+        return b"".join((head, raw, _PADDING[:padding], end))
     parts: list[bytes] = []
     _frame(_STDOUT, request_id, raw, parts)
-    parts.append(_HEADER.pack(_VERSION, _STDOUT, request_id, 0, 0))
-    if stderr_sent:
-        parts.append(_HEADER.pack(_VERSION, _STDERR, request_id, 0, 0))
-    parts += (
-        _HEADER.pack(_VERSION, _END_REQUEST, request_id, 8, 0),
-        (app_status & _APP_STATUS_MASK).to_bytes(4, "big"),
-        bytes((protocol_status, 0, 0, 0)),
-    )
+    parts.append(end)
     return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=512)
+def _end_records(request_id: int, status: int, protocol_status: int, stderr_sent: bool) -> bytes:
+    """The empty STDOUT (and STDERR) records and END_REQUEST: the same few bytes for nearly
+    every request, so they are packed once per id and status."""
+    rid, v = request_id, _VERSION
+    if stderr_sent:
+        return _END_AFTER_STDERR.pack(
+            *(v, _STDOUT, rid, 0, 0, v, _STDERR, rid, 0, 0, v, _END_REQUEST, rid, 8, 0),
+            *(status, protocol_status),
+        )
+    return _END.pack(v, _STDOUT, rid, 0, 0, v, _END_REQUEST, rid, 8, 0, status, protocol_status)
 
 
 # --- pack and uid ----------------------------------------------------------------------------
