@@ -14,7 +14,6 @@ import socket
 from collections.abc import Iterable
 
 from smisk.protocol import Limits
-from smisk.server.accept import ACCEPT_BATCH, accept_waiting, start_transport
 from smisk.server.cycle import Handler, RequestCycle
 from smisk.server.limits import ServerLimits, is_allowed
 from smisk.server.listener import Address, Listener
@@ -110,32 +109,12 @@ class Server:
             sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
             try:
                 server = await loop.create_server(
-                    self._accepted, sock=sock, backlog=listener.backlog
+                    lambda: FastCGIProtocol(self), sock=sock, backlog=listener.backlog
                 )
             except BaseException:
                 sock.close()
                 raise
             self._servers.append(server)
-
-    def _accepted(self) -> FastCGIProtocol:
-        """The protocol for a connection the loop's server accepted. The rest of the backlog
-        is taken with it (``accept_waiting``: uvloop accepts one connection per loop
-        iteration), within ``max_connections`` as far as connections are counted yet (one
-        taken in the same pass as the one that fills the table is refused, as before)."""
-        room = self.max_connections - len(self.connections) - 1
-        if room > 0 and not self._accept_paused and not self._closing:
-            for listener in self.listeners:
-                room -= accept_waiting(listener.socket, self._take, min(room, ACCEPT_BATCH))
-        return FastCGIProtocol(self)
-
-    def _take(self, conn: socket.socket) -> None:
-        """Serve a socket ``accept_waiting`` took."""
-        if conn.family != socket.AF_UNIX:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as create_server does
-        start_transport(asyncio.get_running_loop(), self._new_protocol, conn)
-
-    def _new_protocol(self) -> FastCGIProtocol:
-        return FastCGIProtocol(self)
 
     def _pause_accepting(self) -> None:
         if self._accept_paused or self._closing:
