@@ -6,7 +6,14 @@ import pytest
 
 from smisk.adapters.asgi import build_scope
 from smisk.adapters.wsgi import build_environ
-from smisk.core.frontend import merge_params, mount_prefix, request_path, split_path, url_scheme
+from smisk.core.frontend import (
+    ROOT_MOUNT,
+    merge_params,
+    mount_prefix,
+    request_path,
+    split_path,
+    url_scheme,
+)
 
 NGINX_PARAMS = [
     (b"QUERY_STRING", b"a=1&b=%C3%A5"),
@@ -45,7 +52,8 @@ def test_merge_later_non_header_param_wins() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prefix", "expected"), [("", b""), ("/", b""), ("/app/", b"/app"), ("app", b"/app")]
+    ("prefix", "expected"),
+    [("", b""), ("/", ROOT_MOUNT), ("//", ROOT_MOUNT), ("/app/", b"/app"), ("app", b"/app")],
 )
 def test_mount_prefix(prefix: str, expected: bytes) -> None:
     assert mount_prefix(prefix) == expected
