@@ -186,8 +186,10 @@ async def test_access_log_splits_queue_wait_from_handler_time(tmp_path: Path) ->
     assert len(parsed) == len(lines) == 2, lines
     after = parsed["GET /after HTTP/1.1"]
     assert after["status"] == "200" and int(after["bytes"]) == len("done /after\n")
-    assert float(after["queue"]) > 0 and float(after["handler"]) < float(after["queue"])
-    assert float(parsed["GET /block HTTP/1.1"]["queue"]) < 0.05
+    block = parsed["GET /block HTTP/1.1"]
+    # /block found the thread free; /after waited for it to finish /block
+    assert float(block["queue"]) < float(after["queue"])
+    assert float(block["handler"]) >= float(after["handler"])
 
 
 def _wait_queued(server: EmbeddedServer, count: int = 1) -> None:
