@@ -22,6 +22,7 @@ from smisk.core.frontend import (
     client_address,
     merge_params,
     mount_prefix,
+    request_host,
     split_path,
     url_scheme,
 )
@@ -117,8 +118,11 @@ def build_scope(
     Params are normalised as for WSGI (see ``smisk.core.frontend``); ``path`` is the whole decoded
     path (``root_path`` included, as the spec says), ``raw_path`` the path as the client sent it.
     Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``scheme`` and X-Forwarded-For ``client``.
+    The ``host`` header gets the front end's port when it came without one (``request_host``).
     """
     env = merge_params(params)
+    if host := request_host(env, trusted):
+        env[b"HTTP_HOST"] = host
     script, path_info, raw_path = split_path(env, mount_prefix(root_path))
     query = env.get(b"QUERY_STRING")
     if query is None:

@@ -25,6 +25,7 @@ from smisk.core.frontend import (
     client_address,
     merge_params,
     mount_prefix,
+    request_host,
     split_path,
     url_scheme,
 )
@@ -81,7 +82,8 @@ def build_environ(
     ``HTTP_PROXY`` is dropped, duplicate ``HTTP_*`` params are merged, SCRIPT_NAME/PATH_INFO are
     decided by ``smisk.core.frontend.split_path`` (``script_name`` is the mount prefix), empty
     CONTENT_TYPE and CONTENT_LENGTH are left out, and so are the ``HTTP_CONTENT_*`` duplicates
-    of those two. Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``wsgi.url_scheme`` and
+    of those two. HTTP_HOST gets the front end's port when it came without one (``request_host``).
+    Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``wsgi.url_scheme`` and
     X-Forwarded-For REMOTE_ADDR (REMOTE_PORT is then ``"0"``).
     """
     env = merge_params(list(params))
@@ -91,6 +93,8 @@ def build_environ(
         for name, value in env.items()
         if name not in (b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH")
     }
+    if host_header := request_host(env, trusted):
+        environ["HTTP_HOST"] = host_header.decode("latin-1")
     environ["SCRIPT_NAME"] = script.decode("latin-1")
     environ["PATH_INFO"] = path_info.decode("latin-1")
     environ.setdefault("REQUEST_METHOD", "GET")
