@@ -2,7 +2,8 @@
 """Fuzz FastCGI name-value pair decoding: C vs Python on any bytes, and the round trip.
 
 Checks: both twins return the same pairs or raise the same error; whatever decodes re-encodes
-to bytes that decode to the same pairs.
+to bytes that decode to the same pairs; both twins turn the pairs into the same text dict, with
+as many names as there are distinct byte names.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def test_one_input(data: bytes) -> None:
     encoded = _codec.encode_params(pairs)
     assert encoded == _codec_py.encode_params(pairs)
     assert _codec.decode_params(encoded) == pairs
+    same_outcome("params_text", pairs)
+    text = _codec.params_text(pairs)
+    assert len(text) == len(dict(pairs))  # lossless: distinct names stay distinct
 
 
 if __name__ == "__main__":

@@ -443,6 +443,57 @@ codec_encode_params(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
     return out;
 }
 
+/* A name or value (checked by pair_parts) as text: UTF-8, undecodable bytes as surrogates. */
+static PyObject *
+pair_text(PyObject *part)
+{
+    return PyUnicode_DecodeUTF8(part_data(part), Py_SIZE(part), "surrogateescape");
+}
+
+/* Decode every pair into out; later duplicates replace earlier ones. No Python code runs in
+ * here (the surrogateescape handler and str hashing are C), so the sequence cannot change. */
+static int
+fill_params_text(PyObject *out, PyObject *seq)
+{
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *name, *value;
+        if (pair_parts(PySequence_Fast_GET_ITEM(seq, i), &name, &value) < 0) {
+            return -1;
+        }
+        PyObject *key = pair_text(name), *text = key == NULL ? NULL : pair_text(value);
+        int stored = text == NULL ? -1 : PyDict_SetItem(out, key, text);
+        Py_XDECREF(key);
+        Py_XDECREF(text);
+        if (stored < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *const params_text_params[] = {"pairs"};
+static const signature params_text_sig = {"params_text", params_text_params, 1, 1};
+
+static PyObject *
+codec_params_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *argv[1];
+    if (bind_args(&params_text_sig, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PyList_Check(argv[0]) || PyTuple_Check(argv[0]) ? Py_NewRef(argv[0])
+                                                                    : PySequence_List(argv[0]);
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out != NULL && fill_params_text(out, seq) < 0) {
+        Py_CLEAR(out);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 static const char *const header_params[] = {"data", "offset"};
 static const signature header_sig = {"parse_record_header", header_params, 2, 1};
 
@@ -2100,6 +2151,9 @@ static PyMethodDef codec_methods[] = {
     {"encode_params", FASTCALL_KW(codec_encode_params),
      PyDoc_STR("encode_params(pairs)\n--\n\nEncode (name, value) pairs as FastCGI name-value "
                "pairs.")},
+    {"params_text", FASTCALL_KW(codec_params_text),
+     PyDoc_STR("params_text(pairs)\n--\n\nThe (name, value) pairs as a dict of str: UTF-8, "
+               "undecodable bytes as surrogates, later duplicates win.")},
     {"parse_record_header", FASTCALL_KW(codec_parse_record_header),
      PyDoc_STR("parse_record_header(data, offset=0)\n--\n\nReturn (version, type, request_id, "
                "content_length, padding_length) of the record header at offset.")},

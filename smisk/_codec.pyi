@@ -1,4 +1,5 @@
 # Types of the C twin smisk._codec; it must match smisk/_codec_py.py name for name.
+from collections.abc import Iterable
 from typing import AnyStr
 
 _Buffer = bytes | bytearray | memoryview
@@ -7,6 +8,7 @@ _Record = tuple[int, int, bytes | memoryview]
 
 def decode_params(data: _Buffer) -> list[tuple[bytes, bytes]]: ...
 def encode_params(pairs: list[tuple[bytes, bytes]]) -> bytes: ...
+def params_text(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]: ...
 def parse_record_header(data: _Buffer, offset: int = 0) -> tuple[int, int, int, int, int]: ...
 def split_records(
     data: _Buffer, offset: int = 0, view_from: int = 0

@@ -12,6 +12,7 @@ import hashlib
 import os
 import struct
 import time
+from collections.abc import Iterable
 from typing import AnyStr
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "frame_end",
     "frame_records",
     "pack",
+    "params_text",
     "parse_record_header",
     "split_records",
     "uid",
@@ -102,6 +104,21 @@ def encode_params(pairs: list[tuple[bytes, bytes]]) -> bytes:
         name, value = _check_pair(pair)
         parts += (_encode_length(len(name)), _encode_length(len(value)), name, value)
     return b"".join(parts)
+
+
+def params_text(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The ``(name, value)`` pairs as a dict of text: UTF-8, undecodable bytes kept as
+    surrogates (``surrogateescape``: nothing is lost); a later duplicate name wins."""
+    text: dict[str, str] = {}
+    name: bytes | bytearray
+    value: bytes | bytearray
+    for pair in pairs:
+        if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is type(pair[1]) is bytes:
+            name, value = pair  # what the protocol hands over, checked without a call
+        else:
+            name, value = _check_pair(pair)
+        text[name.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    return text
 
 
 def parse_record_header(data: Buffer, offset: int = 0) -> tuple[int, int, int, int, int]:

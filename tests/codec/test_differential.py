@@ -178,6 +178,21 @@ def test_sha1(c_codec: ModuleType, py_codec: ModuleType, data: bytes) -> None:
     assert c_codec._sha1(data) == py_codec._sha1(data)
 
 
+PAIR_PARTS = st.one_of(st.binary(max_size=40), st.binary(max_size=8).map(bytearray), st.text())
+
+
+@thorough
+@given(pairs=st.lists(st.tuples(PAIR_PARTS, PAIR_PARTS), max_size=12), as_list=st.booleans())
+def test_params_text(
+    c_codec: ModuleType, py_codec: ModuleType, pairs: list[tuple[Any, Any]], as_list: bool
+) -> None:
+    value = [list(pair) for pair in pairs] if as_list else pairs
+    same_outcome(c_codec, py_codec, "params_text", value)
+    if all(isinstance(part, bytes) for pair in pairs for part in pair):
+        decoded = c_codec.params_text(py_codec.decode_params(c_codec.encode_params(pairs)))
+        assert decoded == py_codec.params_text(pairs)
+
+
 # -- record framing ---------------------------------------------------------------------------
 
 # Record headers as a peer might send them: mostly valid, some with another version, lengths
@@ -320,6 +335,9 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("decode_params", (b"", b""), {}),
     ("encode_params", (), {"pairs": [], "data": 1}),
     ("parse_record_header", (b"",), {"data": b""}),
+    ("params_text", (), {}),
+    ("params_text", ([], []), {}),
+    ("params_text", ([],), {"pairs": []}),
     ("split_records", (), {}),
     ("split_records", (b"", 0, 0, 0), {}),
     ("split_records", (b"",), {"data": b""}),

@@ -111,3 +111,51 @@ def test_header_argument_types(codec: ModuleType) -> None:
         codec.parse_record_header(HEADER, "0")
     with pytest.raises(TypeError, match=r"^data must be bytes, bytearray or memoryview$"):
         codec.parse_record_header("01234567")
+
+
+# -- params_text ------------------------------------------------------------------------------
+
+
+def test_params_text(codec: ModuleType) -> None:
+    pairs = [
+        (b"SCRIPT_NAME", b"/x"),
+        (b"HTTP_X", b"\xc3\xa5 \xe2\x82\xac"),
+        (b"RAW", b"\xff\xfe"),
+        (b"", b""),
+        (b"SCRIPT_NAME", b"/later"),
+    ]
+    assert codec.params_text(pairs) == {
+        "SCRIPT_NAME": "/later",
+        "HTTP_X": "\xe5 \u20ac",
+        "RAW": "\udcff\udcfe",
+        "": "",
+    }
+
+
+def test_params_text_is_lossless(codec: ModuleType) -> None:
+    raw = bytes(range(256))
+    text = codec.params_text([(raw, raw)])
+    ((name, value),) = text.items()
+    assert name == value
+    assert value.encode("utf-8", "surrogateescape") == raw
+
+
+def test_params_text_accepts_what_encode_params_accepts(codec: ModuleType) -> None:
+    pairs = iter([(bytearray(b"a"), b"b"), [b"c", bytearray(b"d")]])
+    assert codec.params_text(pairs) == {"a": "b", "c": "d"}
+    assert codec.params_text(()) == {}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([(b"a", "b")], "names and values must be bytes"),
+        ([(b"a", memoryview(b"b"))], "names and values must be bytes"),
+        ([b"ab"], r"name-value pairs must be \(name, value\) tuples"),
+        ([(b"a", b"b", b"c")], r"name-value pairs must be \(name, value\) tuples"),
+        (5, "'int' object is not iterable"),
+    ],
+)
+def test_params_text_rejects_bad_pairs(codec: ModuleType, pairs: object, message: str) -> None:
+    with pytest.raises(TypeError, match=f"^{message}$"):
+        codec.params_text(pairs)
