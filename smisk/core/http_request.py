@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from smisk.codec import decompose_query
+from smisk.codec import decompose_query, params_text
 from smisk.core.channel import Channel
 from smisk.core.cookies import parse_cookies
 from smisk.core.forms import (
@@ -51,15 +51,11 @@ LIMIT_ATTRIBUTES = (
 PARSE_CHUNK = 256 * 1024  # bytes read from the body per parser step
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
 def _merge_params(params: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """The params as text: UTF-8, undecodable bytes kept as surrogates (lossless)."""
-    env = {_text(name): _text(value) for name, value in params}
+    env = params_text(params)
     if len(env) != len(params):  # duplicate names: merge HTTP_* ones by the front-end rules
-        env = {_text(name): _text(value) for name, value in merge_params(params).items()}
+        env = params_text(merge_params(params).items())
     env.pop("HTTP_PROXY", None)  # httpoxy: a client header must never look like configuration
     return env
 
