@@ -120,7 +120,7 @@ class Scenario:
     app: str  # the smisk class suffix in apps.py, and the last path segment
     servers: tuple[str, ...]  # names or fnmatch patterns
     kind: str = "wrk"  # "wrk", "idle" (idle connections) or "slow" (slow reader)
-    upstream: str = "ka"  # nginx's way to the server: "ka" (pool of POOL), "close", "small"
+    upstream: str = "ka"  # nginx's way to the server: "ka" (pool of POOL), "small", "wide", "close"
     connections: int = POOL
     script: str | None = None
     needs: str | None = None  # a module that must exist, else the rows are "pending"
@@ -149,6 +149,14 @@ SCENARIOS = (
         "Hello",
         (*PEERS, *SMISK_CORE),
         upstream="small",
+        connections=256,
+    ),
+    Scenario(
+        "hello-wide",
+        f"hello, pool of {WIDE} = c=256",
+        "Hello",
+        (*PEERS, *SMISK_CORE),
+        upstream="wide",
         connections=256,
     ),
     Scenario(
@@ -528,20 +536,22 @@ http {{
 
 def nginx_config(bench: Bench) -> str:
     """Per server: a keep-alive upstream of POOL connections (/NAME/ka/), one of SMALL_POOL
-    (/NAME/small/) and a location without keep-alive (/NAME/close/)."""
+    (/NAME/small/), one of WIDE (/NAME/wide/) and a location without keep-alive (/NAME/close/)."""
     upstreams, locations = [], []
     for server in bench.servers:
         up, sock = server.name.replace("-", "_"), bench.socket_path(server)
         upstreams.append(f"upstream {up} {{ server unix:{sock}; keepalive {POOL}; }}")
         upstreams.append(f"upstream {up}_small {{ server unix:{sock}; keepalive {SMALL_POOL}; }}")
+        upstreams.append(f"upstream {up}_wide {{ server unix:{sock}; keepalive {WIDE}; }}")
         params = "include /etc/nginx/fastcgi_params;"
         locations.append(
             f"location /{server.name}/ka/ {{ {params} fastcgi_pass {up}; fastcgi_keep_conn on; }}"
         )
-        locations.append(
-            f"location /{server.name}/small/ {{ {params} fastcgi_pass {up}_small; "
-            "fastcgi_keep_conn on; }"
-        )
+        for pool in ("small", "wide"):
+            locations.append(
+                f"location /{server.name}/{pool}/ {{ {params} fastcgi_pass {up}_{pool}; "
+                "fastcgi_keep_conn on; }"
+            )
         locations.append(f"location /{server.name}/close/ {{ {params} fastcgi_pass unix:{sock}; }}")
     user = "user root;" if os.geteuid() == 0 else ""
     return NGINX_TEMPLATE.format(
