@@ -14,6 +14,9 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TOKEN_BYTES = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FORBIDDEN = re.compile(r"[\r\n\0]")
 _FORBIDDEN_BYTES = re.compile(rb"[\r\n\0]")
+# A classic "Status:" line is the CGI status, not a header: nginx and the --http front end
+# answer 502 for anything but three digits (100-999) and an optional reason.
+_STATUS_VALUE = re.compile(r"[1-9][0-9]{2}(?: .*)?")
 
 
 def check_header(name: str | bytes | bytearray, value: str | bytes | bytearray) -> None:
@@ -44,7 +47,8 @@ def split_header_line(line: str | bytes | bytearray) -> tuple[str, str]:
     """Split a classic header line ``"Name: value"`` into a checked name and value.
 
     ``TypeError`` unless ``line`` is a ``str`` (a bytes line is refused, not dropped);
-    ``ValueError`` for CR, LF or NUL in it, no ``:``, or a name that is not a token.
+    ``ValueError`` for CR, LF or NUL in it, no ``:``, a name that is not a token, or a
+    ``Status`` that is not a three-digit code with an optional reason.
     """
     if not isinstance(line, str):
         raise TypeError(f"header lines must be str, not {type(line).__name__}: {line!r}")
@@ -55,4 +59,6 @@ def split_header_line(line: str | bytes | bytearray) -> tuple[str, str]:
         raise ValueError(f"header line without ':': {line!r}")
     value = value.strip(" \t")
     check_header(name, value)
+    if name.lower() == "status" and not _STATUS_VALUE.fullmatch(value):
+        raise ValueError(f"invalid Status {value!r}: it must be a code like '404 Not Found'")
     return name, value

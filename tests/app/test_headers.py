@@ -52,6 +52,11 @@ def test_mixed_or_other_types_are_a_type_error(name: object, value: object) -> N
 def test_split_header_line() -> None:
     assert split_header_line("Status: 404 Not Found") == ("Status", "404 Not Found")
     assert split_header_line("X-A:1") == ("X-A", "1")
+    assert split_header_line("status: 404") == ("status", "404")
+    assert split_header_line("Status: 999 Custom") == ("Status", "999 Custom")
+    for bad in ("Status: ok", "Status: 2000", "Status: 20", "Status: 200OK", "Status: 099 x"):
+        with pytest.raises(ValueError, match="invalid Status"):
+            split_header_line(bad)
     assert split_header_line("X-Url:  http://h/p?a=b:c  ") == ("X-Url", "http://h/p?a=b:c")
     with pytest.raises(ValueError, match="header line contains CR, LF or NUL"):
         split_header_line("X-A: 1\r\nSet-Cookie: pwn=1")

@@ -172,6 +172,11 @@ def test_set_cookie_parameter_names_and_order() -> None:
         ("line=X%20Line:%201", b"must be a token"),
         ("line=X-Line", b"without &#x27;:&#x27;"),
         ("line=X-Line:%20a%00b", b"header line contains CR, LF or NUL"),
+        # nginx answered 502 to these, and smisk logged nothing
+        ("line=Status:%20ok", b"invalid Status"),
+        ("line=Status:%20404Not%20Found", b"invalid Status"),
+        ("line=Status:%2099%20Low", b"invalid Status"),
+        ("line=Status:", b"invalid Status"),
     ],
 )
 def test_a_bad_header_line_is_a_500_and_nothing_of_it_is_sent(
