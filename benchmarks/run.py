@@ -1047,7 +1047,7 @@ def _no_errors(rows: list[Row]) -> list[str]:
     ]
     measured = "none" if not failing else "; ".join(failing[:8]) + (" ..." if failing[8:] else "")
     return [
-        "every row: errors (503s counted apart)",
+        "every smisk row: errors (503s counted apart)",
         "0",
         measured,
         "NOT met" if failing else "met",
