@@ -449,7 +449,7 @@ def _url_from_env(env: dict[str, str], proxies: TrustedProxies = NO_PROXIES) -> 
     ``HTTPS``/``REQUEST_SCHEME`` (X-Forwarded-Proto behind one of ``proxies``), the path from
     the front end's split, which joined is the decoded ``REQUEST_URI`` path when there is one;
     host from ``HTTP_HOST`` (what the client asked for), else ``SERVER_NAME``; port from
-    either of those, else ``SERVER_PORT``; query from ``QUERY_STRING``, else ``REQUEST_URI``.
+    either of those, else ``SERVER_PORT`` unless a trusted proxy set the scheme; query from ``QUERY_STRING``, else ``REQUEST_URI``.
     """
     url = URL()
     raw = {  # the text env is lossless (surrogateescape): these are the params' bytes again
@@ -461,8 +461,10 @@ def _url_from_env(env: dict[str, str], proxies: TrustedProxies = NO_PROXIES) -> 
     url.user = env.get("REMOTE_USER") or None
     host, port_text = _split_host(env.get("HTTP_HOST") or env.get("SERVER_NAME", ""))
     # Front ends often pass HTTP_HOST without the port (Debian's nginx: ``$host``): then the
-    # port is the one the front end listens on.
-    port_text = port_text or env.get("SERVER_PORT", "")
+    # port is the one the front end listens on, unless a proxy set the scheme (as WSGI/ASGI's
+    # ``request_host``): the client's port is the proxy's then, not known here.
+    if not port_text and url.scheme == url_scheme(raw):
+        port_text = env.get("SERVER_PORT", "")
     url.host = host or None
     url.port = int(port_text) if port_text.isdigit() else 0
     script, path_info, _raw = split_path(raw)

@@ -5,8 +5,10 @@ and Starlette's redirects and absolute URLs pointed a client of a non-default po
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import smisk
 from smisk.adapters.asgi import ASGIHandler
 from smisk.adapters.wsgi import WSGIHandler
+from smisk.core import Application
 from smisk.core.frontend import NO_PROXIES, TrustedProxies, request_host
 from tests.interfaces.conftest import Front
+from tests.serve.support import fcgi_get
 from tests.support.nginx import Nginx
 
 PROXY = TrustedProxies.parse("127.0.0.1")
@@ -110,3 +115,57 @@ def test_redirect_and_absolute_urls_keep_the_port(framework: str, mount: str, fr
     urls = json.loads(body)
     assert urls["url"] == f"{base}/items/"
     assert urls["external"].startswith(f"{base}/items/")
+
+
+# -- the same URL in all three interfaces -------------------------------------------------------
+
+
+def wsgi_url(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    url = f"{environ['wsgi.url_scheme']}://{environ['HTTP_HOST']}{environ['PATH_INFO']}"
+    return [url.encode()]
+
+
+async def asgi_url(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    host = dict(scope["headers"])[b"host"].decode()
+    url = f"{scope['scheme']}://{host}{scope['path']}"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": url.encode()})
+
+
+class ClassicURL(Application):
+    def service(self) -> None:
+        self.response(str(self.request.url))
+
+
+URL_APPS: dict[str, Any] = {"wsgi": wsgi_url, "asgi": asgi_url, "smisk": ClassicURL}
+PARAMS = {
+    "HTTP_HOST": "example.org",
+    "SERVER_PORT": "8080",
+    "REQUEST_SCHEME": "http",
+    "REMOTE_ADDR": "10.0.0.5",
+    "HTTP_X_FORWARDED_PROTO": "https",
+}
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi", "smisk"])
+@pytest.mark.parametrize(
+    ("allow", "url"),
+    [
+        ((), "http://example.org:8080/p"),
+        # A proxy made it https: nginx's :8080 is not the port the client used.
+        ("10.0.0.5", "https://example.org/p"),
+    ],
+)
+async def test_every_interface_builds_the_same_url(
+    interface: str, allow: str | tuple[str, ...], url: str, sockdir: Path
+) -> None:
+    sock = sockdir / "s.sock"
+    app = URL_APPS[interface]
+    async with smisk.serve(
+        app, bind=f"unix:{sock}", interface=interface, forwarded_allow_ips=allow
+    ):
+        body = await asyncio.to_thread(fcgi_get, str(sock), "/p", **PARAMS)
+    assert body == url
