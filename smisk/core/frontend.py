@@ -6,8 +6,8 @@ duplicate ``HTTP_*`` params are merged (nginx before 1.23 sends one param per he
 SCRIPT_NAME and PATH_INFO are decided here and only here (``split_path``): from what the front
 end meant, judged against the request's own path, never from the mere presence of a param.
 ``X-Forwarded-*`` headers count only when REMOTE_ADDR is a proxy the operator named.
-A Host without its port gets the front end's port back (``request_host``), so that absolute URLs
-and redirects built from it point where the client connected.
+A Host nginx sent without its port gets nginx's port back (``request_host``), so that absolute
+URLs and redirects built from it point where the client connected.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ _TRUE_HTTPS = (b"1", b"yes")  # besides anything starting with "on" (classic Smi
 _SCHEMES = (b"http", b"https")
 UNKNOWN_PORT = b"0"  # a forwarded client's port: X-Forwarded-For does not carry one
 _DEFAULT_PORTS = {"http": b"80", "https": b"443"}
+# nginx's $host (Debian's fastcgi_params: HTTP_HOST $host) never has a port; other front ends
+# pass the client's Host header, whose missing port means the scheme's default.
+_HOST_WITHOUT_PORT = (b"nginx/",)
 
 
 def merge_params(params: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
@@ -252,17 +255,20 @@ def _has_port(host: bytes) -> bool:
 
 
 def request_host(env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES) -> bytes:
-    """HTTP_HOST, with SERVER_PORT appended when the front end dropped the client's port.
+    """HTTP_HOST, with SERVER_PORT appended when nginx dropped the client's port.
 
     Debian's nginx ``fastcgi_params`` sends ``HTTP_HOST $host``, the host without its port; an
     application building a URL from it (a redirect, ``url_for(_external=True)``) then points a
-    client of ``:8080`` at port 80. The port the front end listens on is the one the client
-    used unless it is the scheme's default, or a trusted proxy changed the scheme (its port is
-    not known here); then the Host stays as sent. An empty Host stays empty.
+    client of ``:8080`` at port 80. The port nginx listens on is the one the client used unless
+    it is the scheme's default, or a trusted proxy changed the scheme (its port is not known
+    here); then the Host stays as sent. Other front ends (SERVER_SOFTWARE not ``nginx/``) pass
+    the client's own Host, which stays as it is; so does an empty Host.
     """
     host = env.get(b"HTTP_HOST", b"")
     port = env.get(b"SERVER_PORT", b"")
     if not host or _has_port(host) or not port.isdigit():
+        return host
+    if not env.get(b"SERVER_SOFTWARE", b"").startswith(_HOST_WITHOUT_PORT):
         return host
     own_scheme = url_scheme(env)
     if url_scheme(env, trusted) != own_scheme or port == _DEFAULT_PORTS[own_scheme]:

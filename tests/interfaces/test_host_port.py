@@ -1,6 +1,7 @@
-"""The Host an application sees carries the port the client used, also when the front end
-dropped it: Debian's nginx ``fastcgi_params`` sends ``HTTP_HOST $host`` (no port), so Flask's
-and Starlette's redirects and absolute URLs pointed a client of a non-default port at port 80.
+"""The Host an application sees carries the port the client used, also when nginx dropped it:
+Debian's nginx ``fastcgi_params`` sends ``HTTP_HOST $host`` (no port), so Flask's and
+Starlette's redirects and absolute URLs pointed a client of a non-default port at port 80.
+Other front ends pass the client's Host, which stays as sent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MOUNT = "location /app/ { include /etc/nginx/fastcgi_params; fastcgi_pass backen
 
 def params(host: str, port: str = "8080", **more: str) -> dict[bytes, bytes]:
     env = {b"HTTP_HOST": host.encode(), b"SERVER_PORT": port.encode()}
+    env[b"SERVER_SOFTWARE"] = b"nginx/1.22.1"
     env.update({name.encode(): value.encode() for name, value in more.items()})
     return env
 
@@ -50,6 +52,15 @@ def params(host: str, port: str = "8080", **more: str) -> dict[bytes, bytes]:
         (params("[::1]:9000"), NO_PROXIES, b"[::1]:9000"),
         (params(""), NO_PROXIES, b""),
         (params("example.org", ""), NO_PROXIES, b"example.org"),
+        # Apache, lighttpd, Caddy and --http pass the client's Host: no port means the default
+        # (a container mapping port 80 to the front end's 8080).
+        (
+            params("example.org", SERVER_SOFTWARE="Apache/2.4.57 (Debian)"),
+            NO_PROXIES,
+            b"example.org",
+        ),
+        (params("example.org", SERVER_SOFTWARE="smisk-devhttp/0.1.0"), NO_PROXIES, b"example.org"),
+        (params("example.org", SERVER_SOFTWARE=""), NO_PROXIES, b"example.org"),
         # A trusted proxy changed the scheme: the client's port is not the front end's.
         (
             params("example.org", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_PROTO="https"),
@@ -144,6 +155,7 @@ URL_APPS: dict[str, Any] = {"wsgi": wsgi_url, "asgi": asgi_url, "smisk": Classic
 PARAMS = {
     "HTTP_HOST": "example.org",
     "SERVER_PORT": "8080",
+    "SERVER_SOFTWARE": "nginx/1.22.1",
     "REQUEST_SCHEME": "http",
     "REMOTE_ADDR": "10.0.0.5",
     "HTTP_X_FORWARDED_PROTO": "https",
