@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -212,10 +214,20 @@ async def _open_sized(path: str) -> tuple[AsyncBufferedReader, int]:
         raise
 
 
+def _open_nonblocking(path: str, flags: int) -> int:
+    # A FIFO without a writer blocks open() for good, holding an executor thread; opened
+    # non-blocking it is refused below instead. Regular files read the same either way.
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 async def _open_and_stat(path: str) -> tuple[AsyncBufferedReader, int]:
-    handle = await aiofiles.open(path, "rb")
+    """Open ``path`` and read its size; anything but a regular file (a FIFO, a device such as
+    ``/dev/zero`` that never ends, a socket) is an ``OSError`` naming it."""
+    handle = await aiofiles.open(path, "rb", opener=_open_nonblocking)
     try:
         info = await asyncio.get_running_loop().run_in_executor(None, os.fstat, handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "send_file: not a regular file", path)
     except BaseException:
         await handle.close()
         raise

@@ -267,6 +267,22 @@ def test_send_file_missing_file_gives_error_page(web_zero: Web) -> None:
     assert b"No such file or directory" in body
 
 
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/null"])
+def test_send_file_of_something_not_a_regular_file_gives_error_page(
+    web_zero: Web, tmp_path: Path, kind: str
+) -> None:
+    """A FIFO without a writer held an executor thread in open() for good (the request hung);
+    /dev/zero streamed without end."""
+    path = kind
+    if kind == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    status, _, body = web_zero.get(f"/sendfile?path={path}")
+    assert status == 500
+    assert b"send_file: not a regular file" in body
+    assert web_zero.get("/hello")[0] == 200
+
+
 def test_streamed_file_does_not_block_other_requests(web_zero: Web, served_files: Path) -> None:
     """A client that does not read a streamed file stalls only its own request: another
     request is served meanwhile; then the whole file arrives byte-exact."""
