@@ -232,6 +232,7 @@ class Row:
     growth: float | None = None  # MiB, the highest peak minus the idle RSS
     idle_rss: float | None = None  # MiB, after start and one check request
     cpu: float | None = None  # µs of server CPU (user + system, all processes) per request
+    nginx_cpu: float | None = None  # µs of nginx's CPU per request meanwhile
     errors: int = 0  # socket errors and answers >= 400 other than 503, over all rounds
     shed: int = 0  # 503 answers (a configured limit shedding load), over all rounds
     note: str = ""
@@ -595,6 +596,7 @@ class Sample:
     shed: int = 0  # 503 answers
     requests: int = 0
     cpu: float | None = None  # µs of server CPU per request
+    nginx_cpu: float | None = None  # µs of nginx's CPU per request
 
 
 STATUS_LINE = re.compile(
@@ -649,7 +651,8 @@ def run_wrk(bench: Bench, server: Server, scenario: Scenario, pid: int, seconds:
         "-s",
         str(wrk_script(bench, scenario)),
     ]
-    cpu_before = tree_cpu(pid)
+    nginx = bench.procs.running["nginx"].pid
+    cpu_before, nginx_before = tree_cpu(pid), tree_cpu(nginx)
     with RssSampler(pid) as sampler:
         done = subprocess.run(
             [*argv, url(bench, server, scenario)],
@@ -657,13 +660,14 @@ def run_wrk(bench: Bench, server: Server, scenario: Scenario, pid: int, seconds:
             text=True,
             timeout=seconds + 60,
         )
-    cpu_used = tree_cpu(pid) - cpu_before
+    cpu_used, nginx_used = tree_cpu(pid) - cpu_before, tree_cpu(nginx) - nginx_before
     sample = parse_wrk(done.stdout)
     if sample.rps is None:
         raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
     sample.rss = sampler.peak
     if sample.requests:
         sample.cpu = cpu_used / sample.requests * 1e6
+        sample.nginx_cpu = nginx_used / sample.requests * 1e6
     return sample
 
 
@@ -847,6 +851,7 @@ def summarize(row: Row, samples: list[Sample], idle: int) -> None:
     row.p999 = median([s.p999 for s in samples])
     row.rss = median([s.rss / MIB for s in samples])
     row.cpu = median([s.cpu for s in samples])
+    row.nginx_cpu = median([s.nginx_cpu for s in samples])
     row.idle_rss = idle / MIB
     row.growth = max(s.rss for s in samples) / MIB - row.idle_rss
     row.errors = sum(s.errors for s in samples)
@@ -1130,7 +1135,15 @@ def targets(rows: list[Row]) -> list[list[str]]:
     ]
 
 
-SCALING_COLUMNS = ("server", "workers", "req/s", "x one worker", "CPU µs/req", "p99 ms")
+SCALING_COLUMNS = (
+    "server",
+    "workers",
+    "req/s",
+    "x one worker",
+    "CPU µs/req",
+    "nginx CPU µs/req",
+    "p99 ms",
+)
 
 
 def scaling_table(rows: list[Row], scenario: str = "hello-ka-256") -> list[list[str]]:
@@ -1143,7 +1156,8 @@ def scaling_table(rows: list[Row], scenario: str = "hello-ka-256") -> list[list[
             if row is None:
                 continue
             times = _ratio(row.rps, one.rps if one else None)
-            cells = [_fmt(row.rps, 0), times, _fmt(row.cpu, 0), _fmt(row.p99, 2)]
+            cpu = [_fmt(row.cpu, 0), _fmt(row.nginx_cpu, 0)]
+            cells = [_fmt(row.rps, 0), times, *cpu, _fmt(row.p99, 2)]
             lines.append([base, str(workers), *cells])
     return lines
 
