@@ -26,7 +26,7 @@ from smisk.core.frontend import (
     split_path,
     url_scheme,
 )
-from smisk.core.headers import check_header
+from smisk.core.headers import check_header, check_status
 
 if TYPE_CHECKING:
     from smisk.server import RequestCycle
@@ -150,6 +150,7 @@ _STATUS_LINES = {int(s): f"Status: {int(s)} {s.phrase}\r\n".encode("latin-1") fo
 
 def _head_bytes(message: Message) -> bytes:
     status = int(message["status"])
+    check_status(status)  # raised to the application's send(), as a bad header is
     parts = [_STATUS_LINES.get(status) or f"Status: {status} Unknown\r\n".encode("latin-1")]
     for name, value in message.get("headers", ()):
         if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):

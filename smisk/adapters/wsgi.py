@@ -29,7 +29,7 @@ from smisk.core.frontend import (
     split_path,
     url_scheme,
 )
-from smisk.core.headers import check_header
+from smisk.core.headers import check_header, check_status
 from smisk.core.stream import Stream
 from smisk.server.threads import HandlerThreads
 
@@ -164,6 +164,7 @@ def _check_response(status: str, headers: list[tuple[str, str]]) -> int | None:
     """Validate ``start_response`` arguments; return the Content-Length if there is one."""
     if not isinstance(status, str) or not _STATUS.fullmatch(status):
         raise ValueError(f"invalid WSGI status {status!r}")
+    check_status(int(status[:3]))
     length = None
     for name, value in headers:
         if not isinstance(name, str) or not isinstance(value, str):

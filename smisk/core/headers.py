@@ -2,21 +2,24 @@
 # the wire; the classic Response, the WSGI and the ASGI adapters all call it, so no path lets a
 # name or value through that another would refuse (a CR or LF would start a header line of the
 # application's choosing: response splitting).
-"""Response header validation: names are RFC 9110 tokens, values hold no CR, LF or NUL."""
+"""Response header validation: names are RFC 9110 tokens, values hold no CR, LF or NUL; a
+response's status is a final one (200-599)."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["check_header", "split_header_line"]
+__all__ = ["FINAL_STATUSES", "check_header", "check_status", "split_header_line"]
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TOKEN_BYTES = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FORBIDDEN = re.compile(r"[\r\n\0]")
 _FORBIDDEN_BYTES = re.compile(rb"[\r\n\0]")
-# A classic "Status:" line is the CGI status, not a header: nginx and the --http front end
-# answer 502 for anything but three digits (100-999) and an optional reason.
-_STATUS_VALUE = re.compile(r"[1-9][0-9]{2}(?: .*)?")
+# A classic "Status:" line is the CGI status, not a header: three digits and an optional reason.
+_STATUS_VALUE = re.compile(r"([0-9]{3})(?: .*)?")
+# RFC 9110: valid codes are 100-599, and 1xx are interim, never a response's final status.
+# nginx answered 502 below 100 and passed 1xx and four digits on, which clients cannot parse.
+FINAL_STATUSES = range(200, 600)
 
 
 def check_header(name: str | bytes | bytearray, value: str | bytes | bytearray) -> None:
@@ -43,12 +46,18 @@ def check_header(name: str | bytes | bytearray, value: str | bytes | bytearray) 
         raise ValueError(f"invalid header name {name!r}: it must be a token")
 
 
+def check_status(code: int) -> None:
+    """Raise ``ValueError`` unless ``code`` is a final HTTP status (200-599)."""
+    if code not in FINAL_STATUSES:
+        raise ValueError(f"invalid status {code!r}: a response's status is 200-599")
+
+
 def split_header_line(line: str | bytes | bytearray) -> tuple[str, str]:
     """Split a classic header line ``"Name: value"`` into a checked name and value.
 
     ``TypeError`` unless ``line`` is a ``str`` (a bytes line is refused, not dropped);
     ``ValueError`` for CR, LF or NUL in it, no ``:``, a name that is not a token, or a
-    ``Status`` that is not a three-digit code with an optional reason.
+    ``Status`` that is not a final status code (200-599) with an optional reason.
     """
     if not isinstance(line, str):
         raise TypeError(f"header lines must be str, not {type(line).__name__}: {line!r}")
@@ -59,6 +68,8 @@ def split_header_line(line: str | bytes | bytearray) -> tuple[str, str]:
         raise ValueError(f"header line without ':': {line!r}")
     value = value.strip(" \t")
     check_header(name, value)
-    if name.lower() == "status" and not _STATUS_VALUE.fullmatch(value):
-        raise ValueError(f"invalid Status {value!r}: it must be a code like '404 Not Found'")
+    if name.lower() == "status":
+        status = _STATUS_VALUE.fullmatch(value)
+        if not status or int(status.group(1)) not in FINAL_STATUSES:
+            raise ValueError(f"invalid Status {value!r}: it must be a code like '404 Not Found'")
     return name, value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from smisk.core.headers import check_header, split_header_line
+from smisk.core.headers import check_header, check_status, split_header_line
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,17 @@ def test_split_header_line() -> None:
     assert split_header_line("Status: 404 Not Found") == ("Status", "404 Not Found")
     assert split_header_line("X-A:1") == ("X-A", "1")
     assert split_header_line("status: 404") == ("status", "404")
-    assert split_header_line("Status: 999 Custom") == ("Status", "999 Custom")
-    for bad in ("Status: ok", "Status: 2000", "Status: 20", "Status: 200OK", "Status: 099 x"):
+    assert split_header_line("Status: 599 Custom") == ("Status", "599 Custom")
+    for bad in (
+        "Status: ok",
+        "Status: 2000",
+        "Status: 20",
+        "Status: 200OK",
+        "Status: 099 x",
+        "Status: 100 Continue",
+        "Status: 600 x",
+        "Status: 999 x",
+    ):
         with pytest.raises(ValueError, match="invalid Status"):
             split_header_line(bad)
     assert split_header_line("X-Url:  http://h/p?a=b:c  ") == ("X-Url", "http://h/p?a=b:c")
@@ -66,3 +75,11 @@ def test_split_header_line() -> None:
         split_header_line("X A: 1")
     with pytest.raises(TypeError, match="must be str, not bytes"):
         split_header_line(b"X-A: 1")
+
+
+def test_check_status_takes_final_statuses_only() -> None:
+    for code in (200, 204, 404, 599):
+        check_status(code)
+    for code in (-1, 0, 99, 100, 101, 199, 600, 999, 1000):
+        with pytest.raises(ValueError, match="200-599"):
+            check_status(code)

@@ -177,6 +177,8 @@ def test_set_cookie_parameter_names_and_order() -> None:
         ("line=Status:%20404Not%20Found", b"invalid Status"),
         ("line=Status:%2099%20Low", b"invalid Status"),
         ("line=Status:", b"invalid Status"),
+        ("line=Status:%20100%20Continue", b"invalid Status"),
+        ("line=Status:%20999%20Custom", b"invalid Status"),
     ],
 )
 def test_a_bad_header_line_is_a_500_and_nothing_of_it_is_sent(

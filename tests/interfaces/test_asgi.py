@@ -283,6 +283,22 @@ def test_unsafe_response_header_is_a_500_and_never_reaches_the_client(
         assert nginx.get("/")[0] == 500  # the server goes on serving
 
 
+@pytest.mark.parametrize("status", [0, 99, 100, 600, 1000, -1])
+def test_a_status_that_is_not_final_is_a_500(
+    front: Front, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """nginx answered 502 below 100 and passed 1xx and four digits on as a status line that
+    clients cannot parse."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"never-sent"})
+
+    nginx, _ = front(ASGIHandler(app, lifespan="off"))
+    with caplog.at_level(logging.CRITICAL, logger="smisk.asgi"):
+        assert nginx.get("/")[:3:2] == (500, b"Internal Server Error\n")
+
+
 def test_no_response_is_a_500(front: Front, caplog: pytest.LogCaptureFixture) -> None:
     nginx, _ = front(ASGIHandler(no_response, lifespan="off"))
     with caplog.at_level(logging.CRITICAL, logger="smisk.asgi"):

@@ -347,14 +347,19 @@ def test_file_wrapper_sends_the_file_and_closes_it(front: Front, data_file: Path
     assert handles[0].closed
 
 
-def test_bad_status_is_an_error(front: Front, caplog: pytest.LogCaptureFixture) -> None:
+# nginx answered "099 X" and "000 X" with a status line clients cannot parse, passed "100 X" on
+# as the final status and "999 X" as a status no client knows.
+@pytest.mark.parametrize("status", ["OK", "099 Low", "000 Zero", "100 Continue", "600 High"])
+def test_bad_status_is_an_error(
+    front: Front, caplog: pytest.LogCaptureFixture, status: str
+) -> None:
     def app(environ: Any, start_response: Any) -> list[bytes]:
-        start_response("OK", [])
-        return [b""]
+        start_response(status, [])
+        return [b"never-sent"]
 
     nginx, _ = front(WSGIHandler(app, threads=1))
     with caplog.at_level(logging.CRITICAL, logger="smisk.wsgi"):
-        assert nginx.get("/")[0] == 500
+        assert nginx.get("/")[:3:2] == (500, b"Internal Server Error\n")
 
 
 def test_wsgi_errors_go_to_the_log(front: Front, caplog: pytest.LogCaptureFixture) -> None:
