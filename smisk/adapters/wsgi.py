@@ -82,7 +82,8 @@ def build_environ(
     ``HTTP_PROXY`` is dropped, duplicate ``HTTP_*`` params are merged, SCRIPT_NAME/PATH_INFO are
     decided by ``smisk.core.frontend.split_path`` (``script_name`` is the mount prefix), empty
     CONTENT_TYPE and CONTENT_LENGTH are left out, and so are the ``HTTP_CONTENT_*`` duplicates
-    of those two. HTTP_HOST gets the front end's port when it came without one (``request_host``).
+    of those two. HTTP_HOST gets nginx's port when it came without one (``request_host``); an
+    empty HTTP_HOST is left out and an empty SERVER_NAME filled in (``_set_host``).
     Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``wsgi.url_scheme`` and
     X-Forwarded-For REMOTE_ADDR (REMOTE_PORT is then ``"0"``).
     """
@@ -93,13 +94,11 @@ def build_environ(
         for name, value in env.items()
         if name not in (b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH")
     }
-    if host_header := request_host(env, trusted):
-        environ["HTTP_HOST"] = host_header.decode("latin-1")
+    _set_host(environ, env, trusted)
     environ["SCRIPT_NAME"] = script.decode("latin-1")
     environ["PATH_INFO"] = path_info.decode("latin-1")
     environ.setdefault("REQUEST_METHOD", "GET")
     environ.setdefault("QUERY_STRING", "")
-    environ.setdefault("SERVER_NAME", "localhost")
     environ.setdefault("SERVER_PORT", "80")
     environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
     for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -110,6 +109,24 @@ def build_environ(
     if host != env.get(b"REMOTE_ADDR", b""):  # a trusted proxy named the client
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host.decode(), port.decode()
     return environ
+
+
+def _set_host(environ: dict[str, Any], env: dict[bytes, bytes], trusted: TrustedProxies) -> None:
+    """HTTP_HOST and SERVER_NAME, the two names PEP 3333's URL reconstruction reads.
+
+    A request without a Host (HTTP/1.0) comes from nginx as an empty HTTP_HOST (``$host``) and,
+    without ``server_name``, an empty SERVER_NAME: frameworks then built ``http:///path``. The
+    empty Host is dropped, so that SERVER_NAME counts, and that is the address the request came
+    in on when the front end named none.
+    """
+    host = request_host(env, trusted)
+    if host:
+        environ["HTTP_HOST"] = host.decode("latin-1")
+    else:
+        environ.pop("HTTP_HOST", None)
+    if not environ.get("SERVER_NAME"):
+        address = env.get(b"SERVER_ADDR", b"").decode("latin-1")
+        environ["SERVER_NAME"] = (f"[{address}]" if ":" in address else address) or "localhost"
 
 
 class FileWrapper:

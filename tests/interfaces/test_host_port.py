@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,35 @@ def test_redirect_and_absolute_urls_keep_the_port(framework: str, mount: str, fr
     urls = json.loads(body)
     assert urls["url"] == f"{base}/items/"
     assert urls["external"].startswith(f"{base}/items/")
+
+
+def fetch_without_host(nginx: Nginx, path: str) -> tuple[str, str]:
+    """An HTTP/1.0 GET without a Host header: the status line and the Location."""
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head = reply.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    location = next((line for line in head if line.lower().startswith("location:")), "")
+    return head[0], location.partition(":")[2].strip()
+
+
+@pytest.mark.parametrize("framework", ["flask", "starlette"])
+def test_a_request_without_host_gets_the_address_it_came_in_on(
+    framework: str, front: Front
+) -> None:
+    """nginx sends an empty HTTP_HOST and, without server_name, an empty SERVER_NAME: Flask's
+    redirect said ``http:///items/``."""
+    handler: Any
+    if framework == "flask":
+        handler = WSGIHandler(flask_app())
+    else:
+        handler = ASGIHandler(starlette_app(), lifespan="off")
+    nginx, _ = front(handler)
+    status, location = fetch_without_host(nginx, "/items")
+    assert status.split()[1] in ("307", "308")
+    assert location == f"http://127.0.0.1:{nginx.port}/items/"
 
 
 # -- the same URL in all three interfaces -------------------------------------------------------
