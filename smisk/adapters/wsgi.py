@@ -26,6 +26,7 @@ from smisk.core.frontend import (
     merge_params,
     mount_prefix,
     request_host,
+    server_name,
     split_path,
     url_scheme,
 )
@@ -124,9 +125,7 @@ def _set_host(environ: dict[str, Any], env: dict[bytes, bytes], trusted: Trusted
         environ["HTTP_HOST"] = host.decode("latin-1")
     else:
         environ.pop("HTTP_HOST", None)
-    if not environ.get("SERVER_NAME"):
-        address = env.get(b"SERVER_ADDR", b"").decode("latin-1")
-        environ["SERVER_NAME"] = (f"[{address}]" if ":" in address else address) or "localhost"
+    environ["SERVER_NAME"] = server_name(env).decode("latin-1") or "localhost"
 
 
 class FileWrapper:

@@ -28,6 +28,7 @@ __all__ = [
     "mount_prefix",
     "request_host",
     "request_path",
+    "server_name",
     "split_path",
     "url_scheme",
 ]
@@ -274,3 +275,14 @@ def request_host(env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES) 
     if url_scheme(env, trusted) != own_scheme or port == _DEFAULT_PORTS[own_scheme]:
         return host
     return host + b":" + port
+
+
+def server_name(env: dict[bytes, bytes]) -> bytes:
+    """SERVER_NAME, else SERVER_ADDR (an IPv6 address in brackets), else empty: the host of a
+    URL for a request without a Host. nginx sends an empty SERVER_NAME when the ``server`` has
+    no ``server_name``."""
+    name = env.get(b"SERVER_NAME", b"")
+    if name:
+        return name
+    address = env.get(b"SERVER_ADDR", b"")
+    return b"[" + address + b"]" if b":" in address else address

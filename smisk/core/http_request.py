@@ -23,7 +23,14 @@ from smisk.core.forms import (
     UrlEncodedParser,
     parse_content_type,
 )
-from smisk.core.frontend import NO_PROXIES, TrustedProxies, merge_params, split_path, url_scheme
+from smisk.core.frontend import (
+    NO_PROXIES,
+    TrustedProxies,
+    merge_params,
+    server_name,
+    split_path,
+    url_scheme,
+)
 from smisk.core.stream import Stream, _Sink
 from smisk.core.url import URL
 
@@ -439,6 +446,8 @@ _URL_PARAMS = (
     "REQUEST_SCHEME",
     "REMOTE_ADDR",
     "HTTP_X_FORWARDED_PROTO",
+    "SERVER_NAME",
+    "SERVER_ADDR",
 )
 
 
@@ -459,7 +468,10 @@ def _url_from_env(env: dict[str, str], proxies: TrustedProxies = NO_PROXIES) -> 
     }
     url.scheme = url_scheme(raw, proxies)
     url.user = env.get("REMOTE_USER") or None
-    host, port_text = _split_host(env.get("HTTP_HOST") or env.get("SERVER_NAME", ""))
+    # No Host (HTTP/1.0): nginx sends it empty, and SERVER_NAME too without server_name.
+    host, port_text = _split_host(
+        env.get("HTTP_HOST") or server_name(raw).decode("utf-8", "surrogateescape")
+    )
     # Front ends often pass HTTP_HOST without the port (Debian's nginx: ``$host``): then the
     # port is the one the front end listens on, unless a proxy set the scheme (as WSGI/ASGI's
     # ``request_host``): the client's port is the proxy's then, not known here.

@@ -10,6 +10,7 @@ import asyncio
 import http.client
 import json
 import socket
+import wsgiref.util
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,17 @@ def test_a_request_without_host_gets_the_address_it_came_in_on(
 
 def wsgi_url(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
-    url = f"{environ['wsgi.url_scheme']}://{environ['HTTP_HOST']}{environ['PATH_INFO']}"
-    return [url.encode()]
+    return [wsgiref.util.request_uri(environ, include_query=False).encode()]  # PEP 3333's way
 
 
 async def asgi_url(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The URL as Starlette builds it: the host header, else the server address."""
     if scope["type"] != "http":
         return
-    host = dict(scope["headers"])[b"host"].decode()
+    host = dict(scope["headers"]).get(b"host", b"").decode()
+    if not host:
+        host, port = scope["server"]
+        host = host if port == 80 else f"{host}:{port}"
     url = f"{scope['scheme']}://{host}{scope['path']}"
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": url.encode()})
@@ -190,6 +194,17 @@ PARAMS = {
     "REMOTE_ADDR": "10.0.0.5",
     "HTTP_X_FORWARDED_PROTO": "https",
 }
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi", "smisk"])
+async def test_every_interface_builds_a_url_without_host(interface: str, sockdir: Path) -> None:
+    """HTTP/1.0 without Host through nginx without server_name: the classic request.url was
+    ``http://:8080/p``."""
+    sock = sockdir / "s.sock"
+    params = {"HTTP_HOST": "", "SERVER_NAME": "", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "8080"}
+    async with smisk.serve(URL_APPS[interface], bind=f"unix:{sock}", interface=interface):
+        body = await asyncio.to_thread(fcgi_get, str(sock), "/p", **params)
+    assert body == "http://127.0.0.1:8080/p"
 
 
 @pytest.mark.parametrize("interface", ["wsgi", "asgi", "smisk"])
