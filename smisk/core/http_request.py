@@ -43,6 +43,7 @@ __all__ = ["Request"]
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 MULTIPART_MAX_PARTS = 1000  # parts per multipart body: bounds the work one request can cause
+FORMDATA_MAX_FIELDS = 1000  # fields per urlencoded body: as many as a multipart body may have
 MULTIPART_MAX_FIELD = 10 * 1024 * 1024  # bytes of one non-file field held in memory
 # Bytes of form data held in memory: an urlencoded body, or all non-file fields of a multipart
 # body together (file parts go to disk). The classic default, about 10 MB.
@@ -51,6 +52,7 @@ MAX_FORMDATA_SIZE = 10737418
 # a request, set e.g. in ``application_will_start``).
 LIMIT_ATTRIBUTES = (
     "max_formdata_size",
+    "max_formdata_fields",
     "max_multipart_size",
     "max_multipart_parts",
     "max_multipart_field_size",
@@ -125,6 +127,7 @@ class Request:
     # ~10 MB of form data in memory (urlencoded body, multipart fields together); < 0 disables
     # the limit, 0 disables urlencoded parsing (multipart fields then keep the default)
     max_formdata_size: int = MAX_FORMDATA_SIZE
+    max_formdata_fields: int = FORMDATA_MAX_FIELDS  # fields per urlencoded body; < 0: no limit
     max_multipart_parts: int = MULTIPART_MAX_PARTS  # parts per multipart body
     max_multipart_field_size: int = MULTIPART_MAX_FIELD  # bytes of one non-file field
 
@@ -292,7 +295,9 @@ class Request:
             limit = self.max_formdata_size
             if length is not None and 0 <= limit < length:
                 raise RequestEntityTooLarge("form data size limit exceeded")
-            return UrlEncodedParser(limit, self.charset, tolerant=self.tolerant)
+            return UrlEncodedParser(
+                limit, self.charset, tolerant=self.tolerant, max_fields=self.max_formdata_fields
+            )
         limit = self.max_multipart_size if self.max_multipart_size > 0 else sys.maxsize
         if length is not None and length > limit:
             raise RequestEntityTooLarge("multipart data size limit exceeded")

@@ -37,7 +37,7 @@ from tests.support.serving import ServerThread
 # sendfile: the server streams files itself).
 KINDS: dict[str, dict[str, Any]] = {
     "main": {},
-    "limits": {"max_formdata_size": 100, "max_multipart_size": 2000},
+    "limits": {"max_formdata_size": 100, "max_multipart_size": 2000, "max_formdata_fields": 5},
     "zero": {"max_formdata_size": 0, "max_multipart_size": 0, "sendfile_header": ""},
     "quiet": {"show_traceback": False},
     "fields": {"max_formdata_size": 1000},  # multipart fields together; files unbounded

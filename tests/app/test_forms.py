@@ -515,3 +515,16 @@ def test_multipart_part_and_field_limits_come_from_the_request_template(tmp_path
             assert _post_multipart(sock, {"a": "123456"})[0] == "413"
     finally:
         handler.close()
+
+
+def test_urlencoded_field_count_limit() -> None:
+    parser = UrlEncodedParser(limit=1000, charset="utf-8", max_fields=3)
+    parser.feed(b"a=1&b=2&c=3")
+    assert parser.close() == {"a": "1", "b": "2", "c": "3"}
+    parser = UrlEncodedParser(limit=1000, charset="utf-8", max_fields=3)
+    parser.feed(b"a=1&b=2&c=3&d")
+    with pytest.raises(RequestEntityTooLarge, match="too many fields in form data: more than 3"):
+        parser.close()
+    unlimited = UrlEncodedParser(limit=-1, charset="utf-8")
+    unlimited.feed(b"&".join(b"k%d=" % i for i in range(5000)))
+    assert len(unlimited.close()) == 5000
