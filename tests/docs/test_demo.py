@@ -77,6 +77,7 @@ def test_demo_answers_and_stops_by_its_pid(pip_shim: tuple[Path, Path]) -> None:
     bindir, pip_log = pip_shim
     port = free_port()
     env = python_env(PORT=str(port))
+    env.pop("PYTHONPATH")  # as in a user's shell: the demo finds smisk where it is installed
     env["PATH"] = f"{bindir}:{env['PATH']}"
     proc = subprocess.Popen(
         [str(DEMO)],
