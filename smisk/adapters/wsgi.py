@@ -186,12 +186,22 @@ def _check_response(status: str, headers: list[tuple[str, str]]) -> int | None:
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
         check_header(name, value)
+        if not value.isascii() and not _is_latin1(value):
+            raise ValueError(f"WSGI header {name} is not latin-1 (PEP 3333): {value!r}")
         lowered = name.lower()
         if lowered in _HOP_BY_HOP:
             raise ValueError(f"hop-by-hop header {name} is not allowed in a WSGI response")
         if lowered == "content-length" and value.strip().isdigit():
             length = int(value)
     return length
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Exchange:

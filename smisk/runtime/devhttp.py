@@ -354,7 +354,9 @@ class _HTTPConnection:
         writer.write(encode_stream(PARAMS, REQUEST_ID, params) + encode_record(PARAMS, REQUEST_ID))
         if self.http.they_are_waiting_for_100_continue:
             self.writer.write(
-                self.http.send(h11.InformationalResponse(status_code=100, headers=[]))
+                self.http.send(
+                    h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                )
             )
         body = asyncio.create_task(self._pump_body(writer))
         try:

@@ -1,5 +1,5 @@
 """smisk.core.headers: the one response header check behind the classic Response, WSGI and ASGI.
-Names are tokens; values hold no CR, LF or NUL; a classic line must be a ``str``."""
+Names are tokens; values hold no control character but HTAB; a classic line must be a ``str``."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ def test_safe_headers_pass(name: str | bytes, value: str | bytes) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("X-A", "1\r\nSet-Cookie: pwn=1", "CR, LF or NUL"),
-        ("X-A", "1\nX-B: 2", "CR, LF or NUL"),
-        ("X-A", "a\0b", "CR, LF or NUL"),
-        ("X-A\r\nSet-Cookie", "1", "CR, LF or NUL"),
-        (b"x-a\r\nSet-Cookie", b"1", "CR, LF or NUL"),
-        (b"x-a", b"1\r\n\r\n<html>", "CR, LF or NUL"),
-        (b"x-a", b"\x00", "CR, LF or NUL"),
+        ("X-A", "1\r\nSet-Cookie: pwn=1", "control character"),
+        ("X-A", "1\nX-B: 2", "control character"),
+        ("X-A", "a\0b", "control character"),
+        ("X-A\r\nSet-Cookie", "1", "control character"),
+        (b"x-a\r\nSet-Cookie", b"1", "control character"),
+        (b"x-a", b"1\r\n\r\n<html>", "control character"),
+        (b"x-a", b"\x00", "control character"),
+        ("X-A", "a\x7fb", "control character"),
+        ("X-A", "a\x1bb", "control character"),
+        (b"x-a", b"\x0b", "control character"),
         ("", "1", "must be a token"),
         ("X A", "1", "must be a token"),
         ("X-A:", "1", "must be a token"),
@@ -67,7 +70,7 @@ def test_split_header_line() -> None:
         with pytest.raises(ValueError, match="invalid Status"):
             split_header_line(bad)
     assert split_header_line("X-Url:  http://h/p?a=b:c  ") == ("X-Url", "http://h/p?a=b:c")
-    with pytest.raises(ValueError, match="header line contains CR, LF or NUL"):
+    with pytest.raises(ValueError, match="header line contains a control character"):
         split_header_line("X-A: 1\r\nSet-Cookie: pwn=1")
     with pytest.raises(ValueError, match="without ':'"):
         split_header_line("no colon here")

@@ -237,6 +237,8 @@ def test_error_before_start_response_is_a_500(
         ("200 OK", ("X-A", "a\0b")),
         ("200 OK", ("X A", "1")),
         ("200 OK", ("X-A", b"1")),
+        ("200 OK", ("X-A", "a\x7fb")),
+        ("200 OK", ("X-A", "\u20ac")),  # not latin-1 (PEP 3333)
         ("200 OK\0", ("X-A", "1")),
     ],
 )
@@ -390,3 +392,11 @@ def test_large_streamed_response_with_backpressure(front: Front) -> None:
     body = nginx.get("/")[2]
     assert len(body) == 2048 * len(block)
     assert body == block * 2048
+
+
+def test_start_response_names_a_header_that_is_not_latin_1() -> None:
+    from smisk.adapters.wsgi import _check_response
+
+    with pytest.raises(ValueError, match="X-Price is not latin-1"):
+        _check_response("200 OK", [("X-Ok", "caf\u00e9"), ("X-Price", "5 \u20ac")])
+    assert _check_response("200 OK", [("X-Ok", "caf\u00e9"), ("Content-Length", "3")]) == 3

@@ -169,6 +169,22 @@ def test_allow_from_limits_fastcgi_peers_not_the_http_front_end(tmp_path: Path) 
     assert b"body=b''" in body
 
 
+def test_expect_100_continue_gets_a_full_interim_status_line(env_port: int) -> None:
+    with connect(env_port) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(1)
+            assert chunk, "closed before the interim response"
+            interim += chunk
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        status, _, body = read_response(sock)
+    assert status == 200 and b"body=b'hello'" in body
+
+
 def test_content_length_with_chunked_is_refused_and_the_connection_closed(env_port: int) -> None:
     smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
     chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
