@@ -8,6 +8,7 @@ no CR, LF or NUL) before anything is sent; a bytes line is an error, never silen
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,18 @@ SENDFILE_HEADERS = (
     ("Apache/2", "X-Sendfile"),
     ("nginx/", "X-Accel-Redirect"),
 )
+# Distinct header lines whose check is remembered; lines that change with every response
+# (Content-Length, Set-Cookie) only cycle through it.
+HEADER_LINE_CACHE = 256
+
+
+@functools.lru_cache(maxsize=HEADER_LINE_CACHE)
+def _checked_line(line: str) -> tuple[str, bool]:
+    """``line`` as ``split_header_line`` checks and normalises it, and whether it names the
+    Content-Type. Applications send the same few lines with every response, so each is checked
+    once (a refused line raises every time: errors are not cached)."""
+    name, value = split_header_line(line)
+    return f"{name}: {value}", name.lower() == "content-type"
 
 
 class Response(_Sink):
@@ -135,16 +148,17 @@ class Response(_Sink):
         return None
 
     def _header_block(self) -> bytes:
-        lines: list[str] = []
-        if self._request is not None:
-            lines.extend(self._request._response_headers())
+        request = self._request
+        lines = [*request._response_headers()] if request is not None else []
         has_type = self._file_to_stream is not None  # its type is added from the file name
         for line in self.headers or ():
-            if not isinstance(line, str | bytes | bytearray):
-                continue  # classic Smisk skipped such items; a bytes line is meant as a header
-            name, value = split_header_line(line)  # TypeError/ValueError: nothing is sent
-            has_type = has_type or name.lower() == "content-type"
-            lines.append(f"{name}: {value}")
+            if isinstance(line, str):
+                text, is_type = _checked_line(line)  # TypeError/ValueError: nothing is sent
+                has_type = has_type or is_type
+                lines.append(text)
+            elif isinstance(line, bytes | bytearray):
+                split_header_line(line)  # refused (TypeError): a bytes line is meant as a header
+            # classic Smisk skipped items of other types
         if not has_type:
             charset = self._app.charset if self._app is not None else "utf-8"
             lines.append(f"Content-Type: text/html; charset={charset}")

@@ -129,8 +129,11 @@ class ApplicationHandler:
         request._finish_sync()
 
     async def _serve_async(self, request: Request, response: Response) -> None:
+        # The form and session steps are awaited only when there is work for them: a request
+        # without a body or a session then costs no extra coroutine.
         try:
-            await request._aload_form()
+            if request._form_kind() is not None:
+                await request._aload_form()
             await self.app.service()
             if not response.has_begun and response._file_to_stream is None:
                 response.begin()
@@ -140,7 +143,8 @@ class ApplicationHandler:
             raise
         except Exception:
             self._report(sys.exc_info(), response)
-        await request._afinish()
+        if request._session_state is not None:
+            await request._afinish()
 
     def _report(self, exc_info: Any, response: Response) -> None:
         try:
