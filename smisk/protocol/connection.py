@@ -36,6 +36,16 @@ __all__ = ["FastCGIConnection"]
 _BEGIN_BODY_SIZE = 8  # role (2), flags (1), reserved (5)
 _STATUS_HEADER_TOO_LARGE = 431  # HTTP "Request Header Fields Too Large"
 _ROLE_BY_NUMBER = {int(role): role for role in Role}
+# Enum members the receive path uses, bound once: reading a member off its class costs about
+# 80 ns on Python 3.11, and a request passes several of these reads per record.
+_BEGIN_REQUEST = int(RecordType.BEGIN_REQUEST)
+_ACT_STDIN, _ACT_PARAMS, _ACT_DATA, _ACT_ABORT = (
+    Action.STDIN,
+    Action.PARAMS,
+    Action.DATA,
+    Action.ABORT,
+)
+_PARAMS, _INPUT_DONE, _ABORTED = State.PARAMS, State.INPUT_DONE, State.ABORTED
 
 
 @functools.lru_cache(maxsize=16)
@@ -56,7 +66,7 @@ class _Request:
     def __init__(self, role: Role, keep_conn: bool) -> None:
         self.role = role
         self.keep_conn = keep_conn
-        self.state = State.PARAMS
+        self.state = _PARAMS
         self.table = TRANSITIONS[role]
         self.params: list[Content] = []
         self.params_size = 0
@@ -113,7 +123,7 @@ class FastCGIConnection:
             for record_type, request_id, content in self._reader.feed_until_error(data):
                 if request_id == 0:
                     self._management_record(record_type, bytes(content))
-                elif record_type == RecordType.BEGIN_REQUEST:
+                elif record_type == _BEGIN_REQUEST:
                     self._begin_request(request_id, bytes(content))
                 else:
                     request = self._requests.get(request_id)
@@ -177,22 +187,22 @@ class FastCGIConnection:
                 f"{kind} record for request {request_id} in state {request.state.name}"
             )
         action, state_after_end = transition
-        if action is Action.STDIN:
+        if action is _ACT_STDIN:
             if content:
                 events.append(Stdin(request_id, content))
             else:
                 request.state = state_after_end
                 events.append(StdinEnd(request_id))
-        elif action is Action.PARAMS:
+        elif action is _ACT_PARAMS:
             self._params_record(request_id, request, content, state_after_end, events)
-        elif action is Action.DATA:
+        elif action is _ACT_DATA:
             if content:
                 events.append(Data(request_id, content))
             else:
                 request.state = state_after_end
                 events.append(DataEnd(request_id))
-        elif action is Action.ABORT:
-            request.state = State.ABORTED
+        elif action is _ACT_ABORT:
+            request.state = _ABORTED
             events.append(RequestAborted(request_id))
 
     def _params_record(
@@ -222,7 +232,7 @@ class FastCGIConnection:
             return
         request.state = state_after_end
         events.append(RequestReceived(request_id, request.role, request.keep_conn, params))
-        if state_after_end is State.INPUT_DONE:
+        if state_after_end is _INPUT_DONE:
             events.append(StdinEnd(request_id))
 
     def _refuse(self, request_id: int, request: _Request, reason: str, events: list[Event]) -> None:
