@@ -34,6 +34,8 @@ WRITE_SLICE = 256 * 1024
 # transport is paused for a slow client, the thread waits.
 THREAD_WRITE_WINDOW = 2 * 1024 * 1024
 
+_FILTER = Role.FILTER  # bound once: an enum member read off its class costs ~80 ns per request
+
 _FALLBACK_500 = (
     b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
     b"Internal Server Error\n"
@@ -77,7 +79,7 @@ class RequestCycle:
         self.params = params
         self.body = BodyStream(protocol.input_consumed)
         self.data: BodyStream | None = (
-            BodyStream(protocol.input_consumed) if role is Role.FILTER else None
+            BodyStream(protocol.input_consumed) if role is _FILTER else None
         )
         self.output_started = False
         self.body_size = 0  # request body bytes received so far (max_body_size)

@@ -287,11 +287,11 @@ class FastCGIProtocol(asyncio.Protocol):
     def _close_if_done(self) -> None:
         """Close once no request is left that the peer still waits for: after a request without
         FCGI_KEEP_CONN (also one refused at BEGIN_REQUEST) or when a graceful close is pending."""
+        if not (self.connection.should_close or (self.closing and not self.cycles)):
+            return  # the common case, decided first: it runs after every read and response
         if self.is_closed or self.transport is None or self.transport.is_closing():
             return
-        if self._linger_timer is None and (
-            self.connection.should_close or (self.closing and not self.cycles)
-        ):
+        if self._linger_timer is None:
             if self._inputs_open or self.connection.input_buffered:
                 self._linger(self.transport)  # the peer may still be sending
             else:
