@@ -88,7 +88,8 @@ class ApplicationHandler:
 
     async def __call__(self, cycle: RequestCycle) -> None:
         loop = asyncio.get_running_loop()
-        request, response = self._new_objects(cycle, self._channel(loop))
+        channel = self._channels.get(loop) or self._channel(loop)
+        request, response = self._new_objects(cycle, channel)
         current_app.set(self.app)  # this task's own context: no reset needed
         current_request.set(request)
         current_response.set(response)
@@ -96,7 +97,10 @@ class ApplicationHandler:
             if self.is_async:
                 await self._serve_async(request, response)
             else:
-                await self._serve_in_thread(loop, request, response)
+                # Cancelled (the client went away), this waits for the thread: its next stream
+                # call raises, and the upload files it may still be writing are removed after.
+                assert self.executor is not None
+                await self.executor.call(self._serve_sync, request, response)
             if response._file_to_stream is not None:
                 await self._stream_file(cycle, response)
         finally:
@@ -105,14 +109,6 @@ class ApplicationHandler:
             if request._multipart is not None:
                 await loop.run_in_executor(None, request._cleanup_files)
         cycle.end(response._take_pending())
-
-    async def _serve_in_thread(
-        self, loop: asyncio.AbstractEventLoop, request: Request, response: Response
-    ) -> None:
-        # Cancelled (the client went away), this waits for the thread: its next stream call
-        # raises, and the upload files it may still be writing are removed only afterwards.
-        assert self.executor is not None
-        await self.executor.call(self._serve_sync, request, response)
 
     def _serve_sync(self, request: Request, response: Response) -> None:
         app = self.app
