@@ -3,7 +3,7 @@
 Rules: output is buffered here and handed to the loop in batches (a small sync response costs one
 hand-off, at the end); a full buffer is flushed with backpressure (threads wait, async handlers
 ``await response.drain()``). Header lines are checked by ``smisk.core.headers`` (token names;
-no CR, LF or NUL) before anything is sent; a bytes line is an error, never silently dropped.
+no control character but HTAB) before anything is sent; a bytes line is an error, never silently dropped.
 """
 
 from __future__ import annotations
