@@ -37,7 +37,8 @@ SENDFILE_HEADERS = (
     ("nginx/", "X-Accel-Redirect"),
 )
 # Distinct header lines whose check is remembered; lines that change with every response
-# (Content-Length, Set-Cookie) only cycle through it.
+# (Content-Length) only cycle through it. Set-Cookie lines are never kept: they carry secrets
+# (session and login tokens) that must not outlive their response in memory.
 HEADER_LINE_CACHE = 256
 
 
@@ -48,6 +49,16 @@ def _checked_line(line: str) -> tuple[str, bool]:
     once (a refused line raises every time: errors are not cached)."""
     name, value = split_header_line(line)
     return f"{name}: {value}", name.lower() == "content-type"
+
+
+def _is_cookie(line: str) -> bool:
+    return line[:10].lower() == "set-cookie"
+
+
+def _check_cookie(line: str) -> tuple[str, bool]:
+    """``_checked_line`` for a Set-Cookie line, without remembering it."""
+    name, value = split_header_line(line)
+    return f"{name}: {value}", False
 
 
 class Response(_Sink):
@@ -153,7 +164,8 @@ class Response(_Sink):
         has_type = self._file_to_stream is not None  # its type is added from the file name
         for line in self.headers or ():
             if isinstance(line, str):
-                text, is_type = _checked_line(line)  # TypeError/ValueError: nothing is sent
+                # TypeError/ValueError: nothing is sent
+                text, is_type = _check_cookie(line) if _is_cookie(line) else _checked_line(line)
                 has_type = has_type or is_type
                 lines.append(text)
             elif isinstance(line, bytes | bytearray):

@@ -34,7 +34,7 @@ class Hello(Application):
         elif route == "/session":
             await self.request.load_session()
             self.request.session = "kept"
-        self.response.headers = ["Content-Type: text/plain", "X-Hot: 1"]
+        self.response.headers = ["Content-Type: text/plain", "X-Hot: 1", "Set-Cookie: token=s3cret"]
         self.response("Hello World!")
 
 
@@ -68,7 +68,13 @@ def test_a_header_line_is_checked_once(address: str, monkeypatch: pytest.MonkeyP
                 "1",
                 b"Hello World!",
             )
-    assert sorted(checked) == ["Content-Type: text/plain", "X-Hot: 1"]
+    # Set-Cookie lines carry secrets: checked every time, never kept in the cache
+    assert sorted(checked) == [
+        "Content-Type: text/plain",
+        *["Set-Cookie: token=s3cret"] * 3,
+        "X-Hot: 1",
+    ]
+    assert http_response._checked_line.cache_info().currsize == 2  # the two other lines
 
 
 def test_a_refused_header_line_is_refused_every_time(address: str) -> None:
