@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from smisk.adapters.asgi import ASGIHandler, LifespanFailure
-from tests.interfaces import apps
-from tests.interfaces.client import read_streamed, read_then_leave
-from tests.interfaces.conftest import Front
+from tests.adapters import apps
+from tests.adapters.client import read_streamed, read_then_leave
+from tests.adapters.conftest import Front
 from tests.support.serving import wait_until
 
 pytestmark = pytest.mark.nginx

@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from smisk.adapters.asgi import ASGIHandler
 from smisk.adapters.wsgi import WSGIHandler
-from tests.interfaces.conftest import Front
-from tests.interfaces.locations import split_locations
+from tests.adapters.conftest import Front
+from tests.adapters.locations import split_locations
 
 pytestmark = pytest.mark.nginx
 

@@ -17,7 +17,7 @@ import smisk
 from smisk.adapters.wsgi import WSGIHandler
 from smisk.core import Application
 from smisk.core.frontend import NO_PROXIES, TrustedProxies, client_address, url_scheme
-from tests.interfaces.conftest import Front
+from tests.adapters.conftest import Front
 from tests.serve.support import ServeProcess, fcgi_get, run_cli
 
 PROXIES = TrustedProxies.parse("127.0.0.1, 10.0.0.0/8, ::1")

@@ -26,7 +26,7 @@ from smisk.adapters.asgi import ASGIHandler
 from smisk.adapters.wsgi import WSGIHandler
 from smisk.core import Application
 from smisk.core.frontend import NO_PROXIES, TrustedProxies, request_host
-from tests.interfaces.conftest import Front
+from tests.adapters.conftest import Front
 from tests.serve.support import fcgi_get
 from tests.support.nginx import Nginx
 

@@ -19,8 +19,8 @@ import pytest
 
 from smisk.adapters.asgi import ASGIHandler, build_scope
 from smisk.adapters.wsgi import WSGIHandler
-from tests.interfaces.conftest import Front
-from tests.interfaces.locations import split_locations
+from tests.adapters.conftest import Front
+from tests.adapters.locations import split_locations
 
 pytestmark = pytest.mark.nginx
 

@@ -16,9 +16,9 @@ import pytest
 
 from smisk.adapters import wsgi
 from smisk.adapters.wsgi import FileWrapper, WSGIHandler
-from tests.interfaces import apps
-from tests.interfaces.client import get_with_headers, read_streamed, read_then_leave
-from tests.interfaces.conftest import Front
+from tests.adapters import apps
+from tests.adapters.client import get_with_headers, read_streamed, read_then_leave
+from tests.adapters.conftest import Front
 from tests.support.serving import wait_until
 
 pytestmark = pytest.mark.nginx

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from smisk.runtime.handler import ApplicationHandler
-from tests.app.apps import MODES, make_app
+from tests.core.apps import MODES, make_app
 from tests.support.fcgi_client import FastCGIClient
 from tests.support.nginx import (
     FASTCGI_PARAMS,

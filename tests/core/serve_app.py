@@ -1,6 +1,6 @@
 """Child-process runner: the classic way to serve, ``bind(address)`` then ``app.run()``.
 
-``python -m tests.app.serve_app ADDRESS MODE [SETTINGS_JSON]`` serves the test app of MODE
+``python -m tests.core.serve_app ADDRESS MODE [SETTINGS_JSON]`` serves the test app of MODE
 ("sync"/"async"). Prints ``READY <listening()>`` once bound, ``WILL_START``/``DID_STOP`` from the
 lifecycle hooks and ``STOPPED <listening()>`` when ``run()`` has returned (``/exit`` calls
 ``app.exit()``). Used for RSS measurements and for ``run``/``exit``/``bind``/``listening``.
@@ -12,7 +12,7 @@ import json
 import sys
 
 from smisk.core import bind, listening
-from tests.app.apps import make_app
+from tests.core.apps import make_app
 
 
 def main(address: str, mode: str, settings: dict[str, object]) -> None:

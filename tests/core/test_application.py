@@ -17,7 +17,7 @@ import smisk
 import smisk.core
 from smisk.core import Application, Request, Response, bind, listening, unbind
 from smisk.runtime.handler import ApplicationHandler
-from tests.app.conftest import Web
+from tests.core.conftest import Web
 from tests.support.nginx import Nginx
 from tests.support.serving import ROOT, ServerThread
 
@@ -227,7 +227,7 @@ def test_bind_argument_types(unbound: None) -> None:
 
 def _start_child(address: str, mode: str, stdin: Any = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.app.serve_app", address, mode],
+        [sys.executable, "-m", "tests.core.serve_app", address, mode],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -32,7 +32,7 @@ def app_process(mode: str) -> Iterator[tuple[int, str]]:
     sockdir = Path(tempfile.mkdtemp(prefix="smisk-bp-", dir="/tmp"))
     address = str(sockdir / "app.sock")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.app.serve_app", address, mode],
+        [sys.executable, "-m", "tests.core.serve_app", address, mode],
         stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONPATH=ROOT),

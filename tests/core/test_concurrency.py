@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.app.apps import SIGNALS
-from tests.app.conftest import Web
+from tests.core.apps import SIGNALS
+from tests.core.conftest import Web
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import smisk.core
 from smisk.core import Application
 from smisk.core.errorpage import error_fragment, error_page
-from tests.app.conftest import Web
+from tests.core.conftest import Web
 
 SCRIPT = '<script>alert("x")</script>'
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from smisk.core import Request
-from tests.app.conftest import Web
+from tests.core.conftest import Web
 from tests.support.fcgi_client import begin_record, params_records, stdin_records
 
 

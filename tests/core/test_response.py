@@ -16,7 +16,7 @@ import pytest
 
 from smisk.core import Response
 from smisk.protocol.records import unpack_header
-from tests.app.conftest import Web
+from tests.core.conftest import Web
 from tests.support.fcgi_client import (
     END,
     STDOUT,

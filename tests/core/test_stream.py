@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.app.apps import SIGNALS
-from tests.app.conftest import Web
+from tests.core.apps import SIGNALS
+from tests.core.conftest import Web
 from tests.support.fcgi_client import begin_record, params_records, stdin_records
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import Web
+from tests.core.conftest import Web
 from tests.support.fcgi_client import begin_record, params_records, stdin_records
 from tests.support.nginx import Nginx
 from tests.support.serving import ROOT, rss_kib
@@ -245,7 +245,7 @@ def test_100_mib_upload_with_bounded_memory(mode: str, tmp_path: Path) -> None:
     address = str(sockdir / "app.sock")
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.app.serve_app", address, mode],
+        [sys.executable, "-m", "tests.core.serve_app", address, mode],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
