@@ -68,6 +68,7 @@ class Server:
     handler: str = ""  # smisk: "Async" or "Sync"
     loop: str = ""  # smisk: "asyncio" or "uvloop"
     workers: int = 1  # smisk or uWSGI processes
+    options: tuple[str, ...] = ()  # smisk: more command-line options
 
     @property
     def is_smisk(self) -> bool:
@@ -471,6 +472,7 @@ def server_argv(bench: Bench, server: Server, scenario: Scenario) -> list[str]:
         server.loop,
         "--log-level",
         "warning",
+        *server.options,
     ]
     return [*argv, "--workers", str(server.workers)] if server.workers > 1 else argv
 

@@ -286,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "kernel's)",
     )
     add(
+        "--acceptors",
+        type=_positive_int,
+        default=_env("ACCEPTORS"),
+        metavar="N",
+        help="accepting servers per listening socket: each takes one connection per loop "
+        "pass on uvloop (default 0: 8 on uvloop, 1 on asyncio's loop)",
+    )
+    add(
         "--malloc-keep",
         type=_positive_int,
         default=_env("MALLOC_KEEP", str(allocator.DEFAULT_KEEP // allocator.MIB)),
@@ -336,6 +344,7 @@ _LIMIT_VARIABLES = {
     "params_timeout": "SMISK_PARAMS_TIMEOUT",
     "body_timeout": "SMISK_BODY_TIMEOUT",
     "send_buffer": "SMISK_SEND_BUFFER",
+    "acceptors": "SMISK_ACCEPTORS",
     "http_max_connections": "SMISK_HTTP_MAX_CONNECTIONS",
     "http_idle_timeout": "SMISK_HTTP_IDLE_TIMEOUT",
 }

@@ -13,12 +13,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["Network", "ServerLimits", "is_allowed", "parse_allow_from", "parse_size"]
+__all__ = [
+    "AUTO_ACCEPTORS",
+    "Network",
+    "ServerLimits",
+    "accepts_one_per_pass",
+    "is_allowed",
+    "parse_allow_from",
+    "parse_size",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+AUTO_ACCEPTORS = 8  # accepting servers per socket on uvloop (benchmarks/README.md: 2-32 tried)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,13 @@ class ServerLimits:
     # handler goes on, instead of waiting for the web server to read the first 208 KiB.
     # Connections with only small responses skip the system call; TCP keeps its autotuning.
     send_buffer: int = MIB
+    # Accepting servers per listening socket (0: automatic). uvloop (libuv) takes one connection
+    # from a listening socket per loop pass; a web server that opens a connection per request
+    # beyond its keep-alive pool then leaves hundreds waiting in the backlog behind the pooled
+    # ones (p99 of 100-300 ms at 256 clients). Each extra server, on a duplicate of the socket,
+    # takes one more per pass; one that finds the backlog empty costs a failed accept(2).
+    # Automatic is AUTO_ACCEPTORS on uvloop and 1 on asyncio's loop, which empties the backlog.
+    acceptors: int = 0
     # Peers allowed to connect (FCGI_WEB_SERVER_ADDRS, --allow-from); empty means everyone.
     # When set, peers that are not TCP (unix sockets) are refused, as the FastCGI spec says.
     allow_from: tuple[Network, ...] = ()
@@ -54,7 +70,7 @@ class ServerLimits:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ServerLimits:
         """Defaults overridden by ``FCGI_WEB_SERVER_ADDRS``, ``SMISK_ALLOW_FROM``,
         ``SMISK_MAX_REQUESTS_IN_FLIGHT``, ``SMISK_MAX_BODY_SIZE``, ``SMISK_PARAMS_TIMEOUT``,
-        ``SMISK_BODY_TIMEOUT`` and ``SMISK_SEND_BUFFER``. Raises ``ValueError`` naming a
+        ``SMISK_BODY_TIMEOUT``, ``SMISK_SEND_BUFFER`` and ``SMISK_ACCEPTORS``. Raises ``ValueError`` naming a
         malformed variable."""
         env = os.environ if environ is None else environ
         limits = cls()
@@ -69,6 +85,7 @@ class ServerLimits:
             "SMISK_PARAMS_TIMEOUT": ("params_timeout", float),
             "SMISK_BODY_TIMEOUT": ("body_timeout", float),
             "SMISK_SEND_BUFFER": ("send_buffer", parse_size),
+            "SMISK_ACCEPTORS": ("acceptors", int),
         }
         for variable, (field, kind) in numbers.items():
             if env.get(variable):
@@ -122,3 +139,9 @@ def is_allowed(peer: object, networks: tuple[Network, ...]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in networks)
+
+
+def accepts_one_per_pass(loop: object) -> bool:
+    """True for loops that take one connection from a listening socket per pass (uvloop: libuv
+    since 1.45); asyncio's own loops accept the whole backlog at once."""
+    return type(loop).__module__.startswith("uvloop")

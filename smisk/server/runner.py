@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from smisk.protocol import Limits
 from smisk.server.cycle import Handler, RequestCycle
-from smisk.server.limits import ServerLimits, is_allowed
+from smisk.server.limits import AUTO_ACCEPTORS, ServerLimits, accepts_one_per_pass, is_allowed
 from smisk.server.listener import Address, Listener
 from smisk.server.protocol import FastCGIProtocol
 
@@ -102,19 +102,29 @@ class Server:
         self._schedule_idle_sweep()
 
     async def _serve_listeners(self, listeners: list[Listener]) -> None:
-        """Accept on a duplicate of each listening socket: closing the asyncio server (to pause
-        accepting) closes only the duplicate, and the kernel keeps queueing connections."""
+        """Accept on duplicates of each listening socket: closing the asyncio servers (to pause
+        accepting) closes only the duplicates, and the kernel keeps queueing connections. There
+        are ``acceptors`` duplicates per socket (``ServerLimits.acceptors``)."""
         loop = asyncio.get_running_loop()
         for listener in listeners:
-            sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
-            try:
-                server = await loop.create_server(
-                    lambda: FastCGIProtocol(self), sock=sock, backlog=listener.backlog
-                )
-            except BaseException:
-                sock.close()
-                raise
-            self._servers.append(server)
+            for _ in range(self.acceptors(loop)):
+                sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
+                try:
+                    server = await loop.create_server(
+                        lambda: FastCGIProtocol(self), sock=sock, backlog=listener.backlog
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                self._servers.append(server)
+
+    def acceptors(self, loop: asyncio.AbstractEventLoop) -> int:
+        """Accepting servers per listening socket on ``loop``: the configured number, or
+        ``AUTO_ACCEPTORS`` on a loop that takes one connection per pass (uvloop), else 1."""
+        configured = self.server_limits.acceptors
+        if configured > 0:
+            return configured
+        return AUTO_ACCEPTORS if accepts_one_per_pass(loop) else 1
 
     def _pause_accepting(self) -> None:
         if self._accept_paused or self._closing:
@@ -154,8 +164,9 @@ class Server:
         if not self._allowed(protocol):
             return
         if len(self.connections) >= self.max_connections:
-            # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it. One
-            # accepted in the same batch as the one that filled the table is dropped.
+            # GET_VALUES reports max_connections as FCGI_MAX_CONNS; hold the server to it. Those
+            # accepted in the same pass as the one that filled the table (up to one per
+            # accepting server) are dropped.
             log.warning("refusing a connection: %d already open", len(self.connections))
             self.stats.refused_connections += 1
             protocol.abort()

@@ -87,6 +87,7 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
         "SMISK_PARAMS_TIMEOUT": "4",
         "SMISK_BODY_TIMEOUT": "6.5",
         "SMISK_SEND_BUFFER": "256k",
+        "SMISK_ACCEPTORS": "3",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -102,6 +103,7 @@ def test_every_option_has_an_environment_variable(monkeypatch: pytest.MonkeyPatc
     assert options.malloc_keep == 16
     assert (options.max_body_size, options.max_in_flight) == (10 * 1024 * 1024, 99)
     assert (options.params_timeout, options.body_timeout, options.send_buffer) == (4, 6.5, 262144)
+    assert options.acceptors == 3
     # the command line wins over the environment
     options = build_parser().parse_args(["--workers", "2", "--bind", ":6000", "other:App"])
     config = config_from(options)
