@@ -3,12 +3,15 @@
 Feeds nginx-shaped FastCGI requests (keep-alive, id 1) to one ``FastCGIProtocol`` over an in-memory
 transport and reports microseconds per request for async and sync ``service`` methods: a hello
 world, and an echo of a 1 MiB POST body arriving as nginx sends it (32 KiB STDIN records) in
-256 KiB reads (what uvloop hands ``data_received``). ``handoff`` is the wake-up round trip alone
-that a sync handler adds: the loop hands a no-op to a handler thread and waits for its result.
-Set ``SMISK_NO_EXTENSIONS=1`` to measure the pure-Python codec. ``--cpu`` times the hello and echo
-cases in process CPU time instead of wall time: on a shared machine other processes then cost
-less (handler threads' CPU counts too; ``handoff`` stays wall time, as it is mostly waiting).
-Run: ``python benchmarks/hotpath.py [--requests N] [--profile async|sync|async-echo|sync-echo]``.
+256 KiB reads (what uvloop hands ``data_received``). ``wsgi`` is the benchmark's WSGI hello
+(``benchmarks/peers/wsgi_app.py``) on ``WSGIHandler``: the sync hello's thread hand-off plus the
+WSGI adapter. ``handoff`` is the wake-up round trip alone that a sync handler adds: the loop hands
+a no-op to a handler thread and waits for its result.
+Set ``SMISK_NO_EXTENSIONS=1`` to measure the pure-Python codec. ``--cpu`` times the hello, echo
+and WSGI cases in process CPU time instead of wall time: on a shared machine other processes then
+cost less (handler threads' CPU counts too; ``handoff`` stays wall time, as it is mostly waiting).
+Run: ``python benchmarks/hotpath.py [--requests N] [--only CASE ...]
+[--profile async|sync|async-echo|sync-echo|wsgi]``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from peers.wsgi_app import app as wsgi_hello  # benchmarks/ is on sys.path: run as a script
+
+from smisk.adapters.wsgi import WSGIHandler
 from smisk.codec import IMPLEMENTATION, encode_params
 from smisk.core import Application
 from smisk.protocol.records import encode_record
@@ -141,18 +147,28 @@ class SyncEcho(Application):
         self.response.write(body)
 
 
-CASES: dict[str, tuple[type[Application], bytes]] = {
-    "async": (AsyncHello, b""),
-    "sync": (SyncHello, b""),
-    "async-echo": (AsyncEcho, bytes(range(256)) * (ECHO_SIZE // 256)),
-    "sync-echo": (SyncEcho, bytes(range(256)) * (ECHO_SIZE // 256)),
+# A fresh handler per round: each one owns (and closes) its handler threads.
+HandlerFactory = Callable[[], ApplicationHandler | WSGIHandler]
+
+
+ECHO_BODY = bytes(range(256)) * (ECHO_SIZE // 256)
+CASES: dict[str, tuple[HandlerFactory, bytes]] = {
+    "async": (lambda: ApplicationHandler(AsyncHello()), b""),
+    "sync": (lambda: ApplicationHandler(SyncHello()), b""),
+    "async-echo": (lambda: ApplicationHandler(AsyncEcho()), ECHO_BODY),
+    "sync-echo": (lambda: ApplicationHandler(SyncEcho()), ECHO_BODY),
+    # as ``--interface wsgi`` serves it (the same hello the peers' WSGI servers run)
+    "wsgi": (lambda: WSGIHandler(wsgi_hello), b""),
 }
 
 
 async def drive(
-    app: Application, count: int, body: bytes = b"", clock: Callable[[], float] = time.perf_counter
+    make_handler: HandlerFactory,
+    count: int,
+    body: bytes = b"",
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
-    handler = ApplicationHandler(app)
+    handler = make_handler()
     server = Server(handler)
     protocol = FastCGIProtocol(server)
     transport = MemoryTransport()
@@ -188,6 +204,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--profile", choices=tuple(CASES))
+    parser.add_argument("--only", nargs="+", choices=tuple(CASES), help="run these cases alone")
     parser.add_argument("--cpu", action="store_true", help="process CPU time, not wall time")
     options = parser.parse_args()
     clock = time.process_time if options.cpu else time.perf_counter
@@ -197,17 +214,20 @@ def main() -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if options.profile:
-        cls, body = CASES[options.profile]
+        make_handler, body = CASES[options.profile]
         profiler = cProfile.Profile()
-        profiler.runcall(asyncio.run, drive(cls(), _count(options, body), body))
+        profiler.runcall(asyncio.run, drive(make_handler, _count(options, body), body))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
     print(f"codec: {IMPLEMENTATION}")
     print(f"{'service':12} {'us/request (median of ' + str(options.rounds) + ')':>28}")
-    for name, (cls, body) in CASES.items():
+    for name in options.only or CASES:
+        make_handler, body = CASES[name]
         count = _count(options, body)
-        runs = [asyncio.run(drive(cls(), count, body, clock)) for _ in range(options.rounds)]
+        runs = [asyncio.run(drive(make_handler, count, body, clock)) for _ in range(options.rounds)]
         print(f"{name:12} {statistics.median(runs):28.2f}")
+    if options.only:
+        return
     runs = [asyncio.run(handoff(options.requests // 4)) for _ in range(options.rounds)]
     print(f"{'handoff':12} {statistics.median(runs):28.2f}")
 
