@@ -218,7 +218,11 @@ class Server:
         # A task cancelled before its first step (an abort in the same read as the request)
         # never ran ``RequestCycle.run``; the request must still get its END_REQUEST.
         cycle.end()
-        cycle.task = None  # the task's frame holds the cycle: without this, only the GC frees both
+        # The task's frame and an on_abort callback (a handler's bound method) hold the cycle:
+        # dropped here, the request's objects are freed at once instead of by the cyclic GC,
+        # which at hundreds of requests in flight finds them only in its rare full collections.
+        cycle.task = None
+        cycle.on_abort = None
         self.stats.requests_finished += 1
         if not task.cancelled() and task.exception() is not None:
             log.error("request task failed", exc_info=task.exception())
