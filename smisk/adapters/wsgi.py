@@ -5,12 +5,15 @@ context; the thread never touches the transport. Input is read from the loop in 
 output is collected in the thread and handed to the loop in batches: a small response costs one
 hand-off (the thread's result), a streamed one is sent block by block without waiting, with a
 blocking, draining write at least every ``STREAM_WINDOW`` bytes (backpressure). Files from
-``wsgi.file_wrapper`` are read in the thread and sent in large chunks.
+``wsgi.file_wrapper`` are read in the thread and sent in large chunks. Every status and header
+is checked on every response (``smisk.core.headers`` decides what may go on the wire); a check
+that passed is remembered for the few values an application repeats, one that failed never is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import sys
@@ -45,6 +48,12 @@ DEFAULT_THREADS = 32  # handler threads: WSGI apps block, this many requests run
 BATCH_LIMIT = 64 * 1024  # output held in the thread before one hand-off (a small response)
 STREAM_WINDOW = 256 * 1024  # streamed bytes sent without waiting before a draining write
 FILE_CHUNK = 256 * 1024  # bytes read per step from a wsgi.file_wrapper file
+# Distinct statuses and header (name, value) pairs whose check is remembered: applications send
+# the same few with every response. Values that change per response only cycle through it;
+# long values and Set-Cookie are never kept (memory, and cookies carry secrets), as in the
+# classic Response's cache of header lines.
+HEADER_CACHE = 256
+CACHED_VALUE_LIMIT = 1024  # characters: the cache holds at most ~256 KiB of header text
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
@@ -62,6 +71,13 @@ _HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
     )
+)
+# CGI variables PEP 3333 requires, for a front end that sent none
+_CGI_DEFAULTS = (
+    ("REQUEST_METHOD", "GET"),
+    ("QUERY_STRING", ""),
+    ("SERVER_PORT", "80"),
+    ("SERVER_PROTOCOL", "HTTP/1.1"),
 )
 _ERROR_500 = (
     b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -88,27 +104,31 @@ def build_environ(
     Behind a ``trusted`` proxy, X-Forwarded-Proto sets ``wsgi.url_scheme`` and
     X-Forwarded-For REMOTE_ADDR (REMOTE_PORT is then ``"0"``).
     """
-    env = merge_params(list(params))
-    script, path_info, _raw = split_path(env, mount_prefix(script_name))
-    environ = {
-        name.decode("latin-1"): value.decode("latin-1")
-        for name, value in env.items()
-        if name not in (b"HTTP_CONTENT_TYPE", b"HTTP_CONTENT_LENGTH")
-    }
-    _set_host(environ, env, trusted)
+    return _cgi_environ(params, mount_prefix(script_name), trusted)
+
+
+def _cgi_environ(
+    params: Iterable[tuple[bytes, bytes]], mount: bytes, trusted: TrustedProxies
+) -> dict[str, Any]:
+    """``build_environ`` with the mount prefix already as ``mount_prefix`` gives it."""
+    env = merge_params(params if isinstance(params, list) else list(params))
+    environ = {name.decode("latin-1"): value.decode("latin-1") for name, value in env.items()}
+    environ.pop("HTTP_CONTENT_TYPE", None)
+    environ.pop("HTTP_CONTENT_LENGTH", None)
+    script, path_info, _raw = split_path(env, mount)
     environ["SCRIPT_NAME"] = script.decode("latin-1")
     environ["PATH_INFO"] = path_info.decode("latin-1")
-    environ.setdefault("REQUEST_METHOD", "GET")
-    environ.setdefault("QUERY_STRING", "")
-    environ.setdefault("SERVER_PORT", "80")
-    environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
+    _set_host(environ, env, trusted)
+    for name, default in _CGI_DEFAULTS:
+        environ.setdefault(name, default)
     for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if not environ.get(name):
             environ.pop(name, None)
     environ["wsgi.url_scheme"] = url_scheme(env, trusted)
-    host, port = client_address(env, trusted)
-    if host != env.get(b"REMOTE_ADDR", b""):  # a trusted proxy named the client
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host.decode(), port.decode()
+    if trusted:  # only a trusted proxy can name a client other than REMOTE_ADDR
+        host, port = client_address(env, trusted)
+        if host != env.get(b"REMOTE_ADDR", b""):
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = host.decode(), port.decode()
     return environ
 
 
@@ -169,68 +189,103 @@ class _ErrorStream:
             self._partial = ""
 
 
-def _head_bytes(status: str, headers: list[tuple[str, str]]) -> bytes:
-    lines = [f"Status: {status}\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+def _check_response(status: str, headers: list[tuple[str, str]]) -> tuple[int | None, bytes]:
+    """Validate ``start_response`` arguments: the Content-Length if there is one, and the
+    response head (``Status:`` line, header lines, blank line) as it goes on the wire."""
+    lines = [(_cached_status_line if type(status) is str else _status_line)(status)]
+    length = None
+    for name, value in headers:
+        if type(name) is str and type(value) is str and _may_cache(name, value):
+            line, declared = _cached_header_line(name, value)
+        else:
+            line, declared = _header_line(name, value)
+        lines.append(line)
+        if declared is not None:
+            length = declared
+    lines.append(b"\r\n")
+    return length, b"".join(lines)
 
 
-def _check_response(status: str, headers: list[tuple[str, str]]) -> int | None:
-    """Validate ``start_response`` arguments; return the Content-Length if there is one."""
+def _status_line(status: str) -> bytes:
+    """The ``Status:`` line of a PEP 3333 status (``"200 OK"``); ValueError for anything else."""
     if not isinstance(status, str) or not _STATUS.fullmatch(status):
         raise ValueError(f"invalid WSGI status {status!r}")
     check_status(int(status[:3]))
-    length = None
-    for name, value in headers:
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
-        check_header(name, value)
-        if not value.isascii() and not _is_latin1(value):
-            raise ValueError(f"WSGI header {name} is not latin-1 (PEP 3333): {value!r}")
-        lowered = name.lower()
-        if lowered in _HOP_BY_HOP:
-            raise ValueError(f"hop-by-hop header {name} is not allowed in a WSGI response")
-        if lowered == "content-length" and value.strip().isdigit():
-            length = int(value)
-    return length
-
-
-def _is_latin1(text: str) -> bool:
     try:
-        text.encode("latin-1")
+        return f"Status: {status}\r\n".encode("latin-1")
     except UnicodeEncodeError:
-        return False
-    return True
+        raise ValueError(f"WSGI status is not latin-1 (PEP 3333): {status!r}") from None
+
+
+def _header_line(name: str, value: str) -> tuple[bytes, int | None]:
+    """One header as its wire line, and the length it declares if it is a Content-Length.
+
+    ``smisk.core.headers.check_header`` decides what is safe; PEP 3333 adds that both are
+    ``str``, the value latin-1, and that hop-by-hop headers belong to the server.
+    """
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
+    check_header(name, value)
+    try:
+        line = f"{name}: {value}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"WSGI header {name} is not latin-1 (PEP 3333): {value!r}") from None
+    lowered = name.lower()
+    if lowered in _HOP_BY_HOP:
+        raise ValueError(f"hop-by-hop header {name} is not allowed in a WSGI response")
+    declared = int(value) if lowered == "content-length" and value.strip().isdigit() else None
+    return line, declared
+
+
+def _may_cache(name: str, value: str) -> bool:
+    """Whether a checked header may be remembered: not a long value, not a cookie."""
+    return len(value) <= CACHED_VALUE_LIMIT and not (
+        len(name) == 10 and name.lower() == "set-cookie"
+    )
+
+
+# Exact ``str`` arguments only (a subclass could compare equal to a checked value and differ);
+# an exception is never cached, so a refused status or header raises every time.
+_cached_status_line = functools.lru_cache(maxsize=HEADER_CACHE)(_status_line)
+_cached_header_line = functools.lru_cache(maxsize=HEADER_CACHE)(_header_line)
+
+
+def _wsgi_keys(multiprocess: bool) -> dict[str, Any]:
+    """The ``wsgi.*`` environ keys that are the same for every request of a handler."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.input_terminated": True,  # the input ends at the end of the body
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+    }
 
 
 class _Exchange:
     """One request's run in a handler thread: environ, start_response, output."""
 
+    # The per-request state starts as these class values: an instance stores what changes only.
+    status: str | None = None
+    head = b""  # the checked response head, sent with the first output
+    length: int | None = None  # Content-Length the application declared
+    sent = 0  # body bytes accepted so far
+    head_sent = False  # the head left the thread: start_response can no longer replace it
+    pending_size = 0
+    unconfirmed = 0  # bytes handed to the loop without waiting for them to drain
+
     def __init__(self, handler: WSGIHandler, cycle: RequestCycle, channel: Channel) -> None:
         self.handler, self.cycle, self.channel = handler, cycle, channel
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.length: int | None = None  # Content-Length the application declared
-        self.sent = 0  # body bytes accepted so far
-        self.head_sent = False  # the head left the thread: start_response can no longer replace it
         self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.unconfirmed = 0  # bytes handed to the loop without waiting for them to drain
 
     # -- the application side ----------------------------------------------------------------
 
     def environ(self) -> dict[str, Any]:
-        handler = self.handler
-        environ = build_environ(self.cycle.params, handler.script_name, handler.proxies)
-        environ["wsgi.version"] = (1, 0)
-        environ["wsgi.input"] = Stream(self.channel, source=self.cycle.body)
-        environ["wsgi.input_terminated"] = True  # the input ends at the end of the body
+        handler, cycle = self.handler, self.cycle
+        environ = _cgi_environ(cycle.params, handler.mount, handler.proxies)
+        environ.update(handler.wsgi_keys)
+        environ["wsgi.input"] = Stream(self.channel, source=cycle.body)
         environ["wsgi.errors"] = _ErrorStream()
-        environ["wsgi.multithread"] = True
-        environ["wsgi.multiprocess"] = handler.multiprocess
-        environ["wsgi.run_once"] = False
-        environ["wsgi.file_wrapper"] = FileWrapper
         return environ
 
     def start_response(
@@ -245,9 +300,8 @@ class _Exchange:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        headers = list(headers)
-        self.length = _check_response(status, headers)
-        self.status, self.headers = status, headers
+        self.length, self.head = _check_response(status, headers)
+        self.status = status
         self._drop_pending()
         return self.write
 
@@ -283,8 +337,7 @@ class _Exchange:
     def _take(self) -> bytes:
         data = b"".join(self.pending)
         if not self.head_sent:
-            assert self.status is not None
-            data = _head_bytes(self.status, self.headers) + data
+            data = self.head + data
             self.head_sent = True
         self.pending.clear()
         self.pending_size = 0
@@ -397,6 +450,8 @@ class WSGIHandler:
         self.script_name = script_name
         self.proxies = TrustedProxies.parse(forwarded_allow_ips)
         self.multiprocess = multiprocess
+        self.mount = mount_prefix(script_name)  # script_name and multiprocess are read here once
+        self.wsgi_keys = _wsgi_keys(multiprocess)
         self.executor = HandlerThreads(threads or DEFAULT_THREADS, "wsgi")
         self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
 

@@ -399,4 +399,4 @@ def test_start_response_names_a_header_that_is_not_latin_1() -> None:
 
     with pytest.raises(ValueError, match="X-Price is not latin-1"):
         _check_response("200 OK", [("X-Ok", "caf\u00e9"), ("X-Price", "5 \u20ac")])
-    assert _check_response("200 OK", [("X-Ok", "caf\u00e9"), ("Content-Length", "3")]) == 3
+    assert _check_response("200 OK", [("X-Ok", "caf\u00e9"), ("Content-Length", "3")])[0] == 3
