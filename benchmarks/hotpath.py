@@ -10,6 +10,7 @@ a no-op to a handler thread and waits for its result.
 Set ``SMISK_NO_EXTENSIONS=1`` to measure the pure-Python codec. ``--cpu`` times the hello, echo
 and WSGI cases in process CPU time instead of wall time: on a shared machine other processes then
 cost less (handler threads' CPU counts too; ``handoff`` stays wall time, as it is mostly waiting).
+``--profile`` prints a cProfile of one case, its handler threads included.
 Run: ``python benchmarks/hotpath.py [--requests N] [--only CASE ...]
 [--profile async|sync|async-echo|sync-echo|wsgi]``.
 """
@@ -21,8 +22,10 @@ import asyncio
 import cProfile
 import pstats
 import statistics
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from peers.wsgi_app import app as wsgi_hello  # benchmarks/ is on sys.path: run as a script
@@ -215,9 +218,7 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if options.profile:
         make_handler, body = CASES[options.profile]
-        profiler = cProfile.Profile()
-        profiler.runcall(asyncio.run, drive(make_handler, _count(options, body), body))
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        profile(drive(make_handler, _count(options, body), body))
         return
     print(f"codec: {IMPLEMENTATION}")
     print(f"{'service':12} {'us/request (median of ' + str(options.rounds) + ')':>28}")
@@ -230,6 +231,30 @@ def main() -> None:
         return
     runs = [asyncio.run(handoff(options.requests // 4)) for _ in range(options.rounds)]
     print(f"{'handoff':12} {statistics.median(runs):28.2f}")
+
+
+def profile(run: Coroutine[Any, Any, float]) -> None:
+    """Print the 25 costliest functions of ``run``, handler threads included.
+
+    A ``cProfile.Profile`` sees only the thread that enabled it, so each thread started during
+    the run enables its own (through ``threading.setprofile``) and the stats are added up.
+    """
+    profilers = [cProfile.Profile()]
+
+    def start_thread_profiler(*_: Any) -> None:
+        sys.setprofile(None)  # called once, by the new thread's first event
+        profilers.append(thread_profiler := cProfile.Profile())
+        thread_profiler.enable()
+
+    threading.setprofile(start_thread_profiler)
+    try:
+        profilers[0].runcall(asyncio.run, run)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    stats = pstats.Stats(profilers[0])
+    for thread_profiler in profilers[1:]:
+        stats.add(thread_profiler)
+    stats.sort_stats("tottime").print_stats(25)
 
 
 def _count(options: argparse.Namespace, body: bytes) -> int:
