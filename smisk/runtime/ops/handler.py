@@ -54,7 +54,7 @@ from smisk.runtime.ops.status import (
     snapshot,
 )
 from smisk.runtime.ops.watchdog import LoopWatchdog
-from smisk.server.threads import HandlerThreads
+from smisk.server.threads import Done, HandlerThreads
 
 if TYPE_CHECKING:
     from smisk.runtime.ops import OpsConfig
@@ -267,7 +267,10 @@ class ObservedPool(HandlerThreads):
         pool.shutdown(wait=False)
         return observed
 
-    def run(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> Any:
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, done: Done, fn: Callable[..., Any], *args: Any
+    ) -> None:
+        """Count the work as queued, and run it through ``_run`` (see ``HandlerThreads``)."""
         flight = _current.get()
         if flight is not None:
             flight.submitted = True
@@ -278,7 +281,7 @@ class ObservedPool(HandlerThreads):
             self.queued += 1
             self._waiting.append(time.monotonic())
             slot[QUEUED] = self.queued
-        return super().run(loop, self._run, flight, fn, args)
+        super().submit(loop, done, self._run, flight, fn, args)
 
     def _run(self, flight: _Flight | None, fn: Callable[..., T], args: Any) -> T:
         slot = self._slot
