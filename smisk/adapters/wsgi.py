@@ -145,7 +145,8 @@ def _set_host(environ: dict[str, Any], env: dict[bytes, bytes], trusted: Trusted
         environ["HTTP_HOST"] = host.decode("latin-1")
     else:
         environ.pop("HTTP_HOST", None)
-    environ["SERVER_NAME"] = server_name(env).decode("latin-1") or "localhost"
+    if not environ.get("SERVER_NAME"):  # a SERVER_NAME that was sent is already there
+        environ["SERVER_NAME"] = server_name(env).decode("latin-1") or "localhost"
 
 
 class FileWrapper:

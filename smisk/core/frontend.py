@@ -272,7 +272,9 @@ def request_host(env: dict[bytes, bytes], trusted: TrustedProxies = NO_PROXIES) 
     if not env.get(b"SERVER_SOFTWARE", b"").startswith(_HOST_WITHOUT_PORT):
         return host
     own_scheme = url_scheme(env)
-    if url_scheme(env, trusted) != own_scheme or port == _DEFAULT_PORTS[own_scheme]:
+    if port == _DEFAULT_PORTS[own_scheme]:
+        return host
+    if trusted and url_scheme(env, trusted) != own_scheme:  # without proxies: the same scheme
         return host
     return host + b":" + port
 
