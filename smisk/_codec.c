@@ -450,17 +450,25 @@ pair_text(PyObject *part)
     return PyUnicode_DecodeUTF8(part_data(part), Py_SIZE(part), "surrogateescape");
 }
 
-/* Decode every pair into out; later duplicates replace earlier ones. No Python code runs in
- * here (the surrogateescape handler and str hashing are C), so the sequence cannot change. */
+/* A name or value as latin-1 text: one character per byte (PEP 3333's "bytes as str"). */
+static PyObject *
+pair_latin1(PyObject *part)
+{
+    return PyUnicode_DecodeLatin1(part_data(part), Py_SIZE(part), NULL);
+}
+
+/* Decode every pair into out with pair_text or pair_latin1; later duplicates replace earlier
+ * ones. No Python code runs in here (the decoders and str hashing are C), so the sequence
+ * cannot change. */
 static int
-fill_params_text(PyObject *out, PyObject *seq)
+fill_params_text(PyObject *out, PyObject *seq, PyObject *(*decode)(PyObject *))
 {
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *name, *value;
         if (pair_parts(PySequence_Fast_GET_ITEM(seq, i), &name, &value) < 0) {
             return -1;
         }
-        PyObject *key = pair_text(name), *text = key == NULL ? NULL : pair_text(value);
+        PyObject *key = decode(name), *text = key == NULL ? NULL : decode(value);
         int stored = text == NULL ? -1 : PyDict_SetItem(out, key, text);
         Py_XDECREF(key);
         Py_XDECREF(text);
@@ -469,6 +477,23 @@ fill_params_text(PyObject *out, PyObject *seq)
         }
     }
     return 0;
+}
+
+/* The dict of params_text or params_latin1: the pairs (any iterable) decoded by decode. */
+static PyObject *
+decoded_params(PyObject *pairs, PyObject *(*decode)(PyObject *))
+{
+    PyObject *seq = PyList_Check(pairs) || PyTuple_Check(pairs) ? Py_NewRef(pairs)
+                                                                : PySequence_List(pairs);
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out != NULL && fill_params_text(out, seq, decode) < 0) {
+        Py_CLEAR(out);
+    }
+    Py_DECREF(seq);
+    return out;
 }
 
 static const char *const params_text_params[] = {"pairs"};
@@ -481,17 +506,19 @@ codec_params_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyO
     if (bind_args(&params_text_sig, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
-    PyObject *seq = PyList_Check(argv[0]) || PyTuple_Check(argv[0]) ? Py_NewRef(argv[0])
-                                                                    : PySequence_List(argv[0]);
-    if (seq == NULL) {
+    return decoded_params(argv[0], pair_text);
+}
+
+static const signature params_latin1_sig = {"params_latin1", params_text_params, 1, 1};
+
+static PyObject *
+codec_params_latin1(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *argv[1];
+    if (bind_args(&params_latin1_sig, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
-    PyObject *out = PyDict_New();
-    if (out != NULL && fill_params_text(out, seq) < 0) {
-        Py_CLEAR(out);
-    }
-    Py_DECREF(seq);
-    return out;
+    return decoded_params(argv[0], pair_latin1);
 }
 
 static const char *const header_params[] = {"data", "offset"};
@@ -2154,6 +2181,9 @@ static PyMethodDef codec_methods[] = {
     {"params_text", FASTCALL_KW(codec_params_text),
      PyDoc_STR("params_text(pairs)\n--\n\nThe (name, value) pairs as a dict of str: UTF-8, "
                "undecodable bytes as surrogates, later duplicates win.")},
+    {"params_latin1", FASTCALL_KW(codec_params_latin1),
+     PyDoc_STR("params_latin1(pairs)\n--\n\nThe (name, value) pairs as a dict of latin-1 str "
+               "(one character per byte), later duplicates win.")},
     {"parse_record_header", FASTCALL_KW(codec_parse_record_header),
      PyDoc_STR("parse_record_header(data, offset=0)\n--\n\nReturn (version, type, request_id, "
                "content_length, padding_length) of the record header at offset.")},

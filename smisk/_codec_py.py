@@ -22,6 +22,7 @@ __all__ = [
     "frame_end",
     "frame_records",
     "pack",
+    "params_latin1",
     "params_text",
     "parse_record_header",
     "split_records",
@@ -109,6 +110,18 @@ def encode_params(pairs: list[tuple[bytes, bytes]]) -> bytes:
 def params_text(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The ``(name, value)`` pairs as a dict of text: UTF-8, undecodable bytes kept as
     surrogates (``surrogateescape``: nothing is lost); a later duplicate name wins."""
+    return _decoded_params(pairs, "utf-8", "surrogateescape")
+
+
+def params_latin1(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The ``(name, value)`` pairs as a dict of latin-1 text, one character per byte (PEP 3333's
+    "bytes as str": nothing is lost); a later duplicate name wins."""
+    return _decoded_params(pairs, "latin-1", "strict")
+
+
+def _decoded_params(
+    pairs: Iterable[tuple[bytes, bytes]], encoding: str, errors: str
+) -> dict[str, str]:
     text: dict[str, str] = {}
     name: bytes | bytearray
     value: bytes | bytearray
@@ -117,7 +130,7 @@ def params_text(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
             name, value = pair  # what the protocol hands over, checked without a call
         else:
             name, value = _check_pair(pair)
-        text[name.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        text[name.decode(encoding, errors)] = value.decode(encoding, errors)
     return text
 
 

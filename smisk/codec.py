@@ -26,6 +26,7 @@ IMPLEMENTATION: str = "python" if _impl.__name__.endswith("_py") else "c"
 decode_params = _impl.decode_params
 encode_params = _impl.encode_params
 params_text = _impl.params_text
+params_latin1 = _impl.params_latin1
 parse_record_header = _impl.parse_record_header
 split_records = _impl.split_records
 frame_records = _impl.frame_records
@@ -48,6 +49,7 @@ __all__ = [
     "frame_end",
     "frame_records",
     "pack",
+    "params_latin1",
     "params_text",
     "parse_record_header",
     "split_records",

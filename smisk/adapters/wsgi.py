@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from smisk.codec import params_latin1
 from smisk.core.channel import Channel
 from smisk.core.frontend import (
     NO_PROXIES,
@@ -112,7 +113,7 @@ def _cgi_environ(
 ) -> dict[str, Any]:
     """``build_environ`` with the mount prefix already as ``mount_prefix`` gives it."""
     env = merge_params(params if isinstance(params, list) else list(params))
-    environ = {name.decode("latin-1"): value.decode("latin-1") for name, value in env.items()}
+    environ = params_latin1(env.items())
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
     script, path_info, _raw = split_path(env, mount)

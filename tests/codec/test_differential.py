@@ -193,6 +193,19 @@ def test_params_text(
         assert decoded == py_codec.params_text(pairs)
 
 
+@thorough
+@given(pairs=st.lists(st.tuples(PAIR_PARTS, PAIR_PARTS), max_size=12), as_list=st.booleans())
+def test_params_latin1(
+    c_codec: ModuleType, py_codec: ModuleType, pairs: list[tuple[Any, Any]], as_list: bool
+) -> None:
+    value = [list(pair) for pair in pairs] if as_list else pairs
+    same_outcome(c_codec, py_codec, "params_latin1", value)
+    if all(isinstance(part, bytes) for pair in pairs for part in pair):
+        decoded = c_codec.params_latin1(py_codec.decode_params(c_codec.encode_params(pairs)))
+        assert decoded == py_codec.params_latin1(pairs)
+        assert decoded == {name.decode("latin-1"): value.decode("latin-1") for name, value in pairs}
+
+
 # -- record framing ---------------------------------------------------------------------------
 
 # Record headers as a peer might send them: mostly valid, some with another version, lengths
@@ -338,6 +351,10 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("params_text", (), {}),
     ("params_text", ([], []), {}),
     ("params_text", ([],), {"pairs": []}),
+    ("params_latin1", (), {}),
+    ("params_latin1", ([], []), {}),
+    ("params_latin1", ([],), {"pairs": []}),
+    ("params_latin1", (), {"pair": []}),
     ("split_records", (), {}),
     ("split_records", (b"", 0, 0, 0), {}),
     ("split_records", (b"",), {"data": b""}),

@@ -132,6 +132,29 @@ def test_params_text(codec: ModuleType) -> None:
     }
 
 
+def test_params_latin1(codec: ModuleType) -> None:
+    pairs = [
+        (b"SCRIPT_NAME", b"/x"),
+        (b"HTTP_X", b"\xc3\xa5 \xe2\x82\xac"),
+        (b"RAW", b"\xff\xfe"),
+        (b"", b""),
+        (b"SCRIPT_NAME", b"/later"),
+    ]
+    assert codec.params_latin1(pairs) == {
+        "SCRIPT_NAME": "/later",
+        "HTTP_X": "\xc3\xa5 \xe2\x82\xac",
+        "RAW": "\xff\xfe",
+        "": "",
+    }
+
+
+def test_params_latin1_is_lossless(codec: ModuleType) -> None:
+    raw = bytes(range(256))
+    ((name, value),) = codec.params_latin1({raw: raw}.items()).items()
+    assert name == value
+    assert value.encode("latin-1") == raw
+
+
 def test_params_text_is_lossless(codec: ModuleType) -> None:
     raw = bytes(range(256))
     text = codec.params_text([(raw, raw)])
@@ -144,6 +167,9 @@ def test_params_text_accepts_what_encode_params_accepts(codec: ModuleType) -> No
     pairs = iter([(bytearray(b"a"), b"b"), [b"c", bytearray(b"d")]])
     assert codec.params_text(pairs) == {"a": "b", "c": "d"}
     assert codec.params_text(()) == {}
+    pairs = iter([(bytearray(b"a"), b"\xe9"), [b"c", bytearray(b"d")]])
+    assert codec.params_latin1(pairs) == {"a": "\xe9", "c": "d"}
+    assert codec.params_latin1(()) == {}
 
 
 @pytest.mark.parametrize(
@@ -156,6 +182,9 @@ def test_params_text_accepts_what_encode_params_accepts(codec: ModuleType) -> No
         (5, "'int' object is not iterable"),
     ],
 )
-def test_params_text_rejects_bad_pairs(codec: ModuleType, pairs: object, message: str) -> None:
+@pytest.mark.parametrize("decoder", ["params_text", "params_latin1"])
+def test_params_text_rejects_bad_pairs(
+    codec: ModuleType, decoder: str, pairs: object, message: str
+) -> None:
     with pytest.raises(TypeError, match=f"^{message}$"):
-        codec.params_text(pairs)
+        getattr(codec, decoder)(pairs)
