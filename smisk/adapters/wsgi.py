@@ -304,7 +304,8 @@ class _Exchange:
             raise AssertionError("start_response() called twice without exc_info")
         self.length, self.head = _check_response(status, headers)
         self.status = status
-        self._drop_pending()
+        if self.sent:  # a replaced response (exc_info) drops what the first one began
+            self._drop_pending()
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -337,9 +338,11 @@ class _Exchange:
         self.sent = 0
 
     def _take(self) -> bytes:
-        data = b"".join(self.pending)
-        if not self.head_sent:
-            data = self.head + data
+        if self.head_sent:
+            data = b"".join(self.pending)
+        else:  # the head and the body in one join (one copy)
+            self.pending.insert(0, self.head)
+            data = b"".join(self.pending)
             self.head_sent = True
         self.pending.clear()
         self.pending_size = 0
