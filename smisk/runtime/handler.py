@@ -3,21 +3,26 @@ Request/Response objects, and the classic blocking ``run()``.
 
 Rules: the kind of ``service()`` (plain or ``async def``) is decided once, at start-up. Sync
 services run in a bounded thread pool inside a copy of the request's context; the loop only
-waits for them. Every request ends with its buffered output and END_REQUEST in one hand-off.
+waits for them. Served directly by the server (``serve_direct``), a sync request has no task:
+the loop hands it to a thread, and the thread's outcome ends it on the loop; only a request
+with more to await (a file to stream, upload files to remove) goes on in a task. Every request
+ends with its buffered output and END_REQUEST in one hand-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
+import functools
 import inspect
 import logging
 import os
 import signal
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aiofiles
@@ -61,6 +66,10 @@ class ApplicationHandler:
         self.executor: HandlerThreads | None = None
         if not self.is_async:
             self.executor = HandlerThreads(threads or app.threads, "smisk-service")
+        # What the server calls instead of starting a task per request (see Server.start_cycle).
+        self.serve_direct: Callable[[RequestCycle], None] | None = (
+            None if self.is_async else self._start_sync
+        )
         self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
 
     def close(self) -> None:
@@ -110,8 +119,76 @@ class ApplicationHandler:
                 await loop.run_in_executor(None, request._cleanup_files)
         cycle.end(response._take_pending())
 
+    def _start_sync(self, cycle: RequestCycle) -> None:
+        """Serve ``cycle`` without a task: a handler thread runs the service in a copy of the
+        loop's context (as a task would get), and its outcome ends the request on the loop."""
+        loop = cycle.protocol.loop
+        channel = self._channels.get(loop) or self._channel(loop)
+        request, response = self._new_objects(cycle, channel)
+        done = functools.partial(self._sync_done, cycle, request, response)
+        assert self.executor is not None
+        try:
+            self.executor.submit(
+                loop, done, contextvars.copy_context().run, self._serve_sync, request, response
+            )
+        except RuntimeError as error:  # the threads are shut down: a 500, as in a task
+            cycle.protocol.server.finish_cycle(cycle, error)
+
+    def _sync_done(
+        self,
+        cycle: RequestCycle,
+        request: Request,
+        response: Response,
+        result: None,
+        error: BaseException | None,
+    ) -> None:
+        """On the loop, once the thread returned: end the request, or go on in a task."""
+        if cycle.posted != cycle.taken:
+            # Output the thread posted is still queued on the loop, ahead of this callback only
+            # if this one is queued too: END_REQUEST must follow it.
+            cycle.protocol.loop.call_soon(self._sync_done, cycle, request, response, result, error)
+            return
+        server = cycle.protocol.server
+        if request._multipart is not None or (
+            error is None and response._file_to_stream is not None and not cycle.aborted
+        ):
+            rest = functools.partial(self._sync_rest, request, response, error)
+            server.continue_in_task(cycle, rest)
+            return
+        if error is None and not cycle.aborted:  # aborted: a task would have been cancelled
+            cycle.end(response._take_pending())
+        server.finish_cycle(cycle, error)
+
+    async def _sync_rest(
+        self,
+        request: Request,
+        response: Response,
+        error: BaseException | None,
+        cycle: RequestCycle,
+    ) -> None:
+        """The rest of a sync request served without a task, in a task: the file to stream,
+        then the upload files to remove (also after a failure or a disconnect)."""
+        current_app.set(self.app)  # this task's own context: error() may need them
+        current_request.set(request)
+        current_response.set(response)
+        try:
+            if error is not None:
+                raise error
+            if cycle.aborted:
+                raise ClientGone("the client went away")
+            if response._file_to_stream is not None:
+                await self._stream_file(cycle, response)
+        finally:
+            if request._multipart is not None:
+                await asyncio.get_running_loop().run_in_executor(None, request._cleanup_files)
+        cycle.end(response._take_pending())
+
     def _serve_sync(self, request: Request, response: Response) -> None:
+        """In a handler thread, in the request's own context: the service and its ending."""
         app = self.app
+        current_app.set(app)
+        current_request.set(request)
+        current_response.set(response)
         try:
             app.service()
             if not response.has_begun and response._file_to_stream is None:

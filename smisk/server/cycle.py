@@ -211,12 +211,25 @@ class RequestCycle:
                 raise
         except ClientGone:
             pass
-        except Exception:
-            log.exception("unhandled error in request handler")
-            if not self.output_started and self.is_active:
-                self.end(_FALLBACK_500)
+        except Exception as error:
+            self._handler_failed(error)
         finally:
             self.end()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End a request whose handler ran without a task, as ``run`` ends one: ``error`` is
+        what the handler raised (None: it returned). A failure gets the fallback 500 while no
+        output was sent; SystemExit and KeyboardInterrupt are raised again, after the end."""
+        if isinstance(error, Exception) and not isinstance(error, ClientGone):
+            self._handler_failed(error)
+        self.end()
+        if error is not None and not isinstance(error, (Exception, asyncio.CancelledError)):
+            raise error
+
+    def _handler_failed(self, error: Exception) -> None:
+        log.error("unhandled error in request handler", exc_info=error)
+        if not self.output_started and self.is_active:
+            self.end(_FALLBACK_500)
 
     def refuse(self, status: int, reason: str) -> None:
         """Answer with a short plain-text error page and end the request."""

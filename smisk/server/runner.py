@@ -1,7 +1,8 @@
 """Server: serves a handler on listeners, tracks connections and requests, closes gracefully.
 
-Rules: owns every task it starts (kept in a set until done); graceful close stops accepting,
-lets in-flight requests finish within a deadline, closes idle keep-alive connections, returns.
+Rules: owns every task it starts (kept in a set until done) and counts the requests a handler
+serves without a task (``serve_direct``) the same way; graceful close stops accepting, lets
+in-flight requests finish within a deadline, closes idle keep-alive connections, returns.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from smisk.protocol import Limits
 from smisk.server.cycle import Handler, RequestCycle
@@ -81,6 +82,13 @@ class Server:
         self.listeners: list[Listener] = []
         self.connections: set[FastCGIProtocol] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        # Requests the handler serves without a task (see ``start_cycle``), in flight until it
+        # calls ``finish_cycle`` or ``continue_in_task``.
+        self.direct: set[RequestCycle] = set()
+        self._serve_direct: Callable[[RequestCycle], None] | None = getattr(
+            handler, "serve_direct", None
+        )
+        self._direct_drained: asyncio.Future[None] | None = None
         self._servers: list[asyncio.Server] = []
         self._all_closed = asyncio.Event()
         self._all_closed.set()
@@ -203,12 +211,42 @@ class Server:
 
     def can_start_request(self) -> bool:
         """False when ``max_requests`` requests are already in flight in this process."""
-        return len(self.tasks) < self.server_limits.max_requests
+        return len(self.tasks) + len(self.direct) < self.server_limits.max_requests
 
     def start_cycle(self, cycle: RequestCycle) -> None:
-        """Run the handler for a received request as a task owned by the server."""
+        """Serve a received request: by the handler's ``serve_direct(cycle)`` when it has one
+        (a sync service handed to a thread needs no task; the handler later calls
+        ``finish_cycle`` or ``continue_in_task``), else as a task owned by the server."""
         self.stats.requests_started += 1
-        task = cycle.protocol.loop.create_task(cycle.run(self.handler))
+        serve_direct = self._serve_direct
+        if serve_direct is not None:
+            self.direct.add(cycle)
+            serve_direct(cycle)
+            return
+        self._start_task(cycle, self.handler)
+
+    def finish_cycle(self, cycle: RequestCycle, error: BaseException | None = None) -> None:
+        """A request served without a task is done: end it (``error`` is what its handler
+        raised, None when it returned; see ``RequestCycle.finish``) and count it."""
+        self.direct.discard(cycle)
+        self.stats.requests_finished += 1
+        self._direct_left()
+        cycle.finish(error)
+
+    def continue_in_task(self, cycle: RequestCycle, handler: Handler) -> None:
+        """A request served without a task has more to await: ``handler(cycle)`` runs the rest
+        as a task owned by the server, ended and counted as a task-served request."""
+        self.direct.discard(cycle)
+        self._direct_left()
+        self._start_task(cycle, handler)
+
+    def _direct_left(self) -> None:
+        drained = self._direct_drained
+        if drained is not None and not self.direct and not drained.done():
+            drained.set_result(None)
+
+    def _start_task(self, cycle: RequestCycle, handler: Handler) -> None:
+        task = cycle.protocol.loop.create_task(cycle.run(handler))
         cycle.task = task
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._cycle_done, cycle))
@@ -284,11 +322,24 @@ class Server:
             log.warning("graceful close timed out; dropping %d connections", len(self.connections))
             for protocol in list(self.connections):
                 protocol.abort()
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(self.tasks)
+        await self._end_in_flight()
         self._servers.clear()
+
+    async def _end_in_flight(self) -> None:
+        """Cancel the request tasks still running and wait for them, and for the requests
+        served without a task (a handler thread cannot be stopped: it is waited for, as a
+        cancelled task waits for its thread). The rest of such a request may go on in a task."""
+        while self.tasks or self.direct:
+            for task in list(self.tasks):
+                task.cancel()
+            if self.tasks:
+                await asyncio.wait(self.tasks)
+            if self.direct:
+                self._direct_drained = asyncio.get_running_loop().create_future()
+                try:
+                    await self._direct_drained
+                finally:
+                    self._direct_drained = None
 
     async def _linger(self, linger: float) -> None:
         self._lingering = True
