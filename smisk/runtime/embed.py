@@ -51,19 +51,31 @@ def instantiate(target: Any) -> Application:
 class _CountingHandler:
     """Calls ``on_limit`` once ``limit`` requests have started (``--max-requests``)."""
 
-    __slots__ = ("count", "inner", "limit", "on_limit")
+    __slots__ = ("count", "inner", "limit", "on_limit", "serve_direct")
 
     def __init__(self, inner: ApplicationHandler, limit: int, on_limit: Callable[[], None]) -> None:
         self.inner = inner
         self.limit = limit
         self.on_limit = on_limit
         self.count = 0
+        # Requests the inner handler serves without a task are counted on that path too.
+        self.serve_direct: Callable[[RequestCycle], None] | None = (
+            self._count_direct if getattr(inner, "serve_direct", None) is not None else None
+        )
 
-    async def __call__(self, cycle: RequestCycle) -> None:
+    def _counted(self) -> None:
         self.count += 1
         if self.count == self.limit:
             self.on_limit()
+
+    async def __call__(self, cycle: RequestCycle) -> None:
+        self._counted()
         await self.inner(cycle)
+
+    def _count_direct(self, cycle: RequestCycle) -> None:
+        self._counted()
+        assert self.inner.serve_direct is not None
+        self.inner.serve_direct(cycle)
 
 
 class EmbeddedServer:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import uvloop
 
+import smisk
 from smisk.core import Application
 from smisk.protocol.records import encode_record
 from smisk.runtime.handler import ApplicationHandler
@@ -214,3 +215,21 @@ def test_threads_shut_down_give_a_500_and_the_server_keeps_running(
             assert head["status"].startswith("500") and body == b"Internal Server Error\n"
     assert "unhandled error in request handler" in caplog.text
     assert not server.server.direct
+
+
+async def test_max_requests_counts_sync_requests_served_without_tasks(sockdir: Path) -> None:
+    retired: list[int] = []
+    sock = sockdir / "retire.sock"
+
+    def get_once() -> bytes:
+        with FastCGIClient(str(sock)) as client:
+            return get(client, "/hello")[1]
+
+    async with smisk.serve(
+        SyncApp(), bind=f"unix:{sock}", max_requests=2, on_retire=lambda: retired.append(1)
+    ) as embedded:
+        assert embedded.server._serve_direct is not None
+        assert await asyncio.to_thread(get_once) == b"hello"
+        assert not retired
+        assert await asyncio.to_thread(get_once) == b"hello"
+        assert retired == [1]

@@ -273,6 +273,26 @@ async def test_overload_sheds_with_503_and_retry_after(tmp_path: Path) -> None:
     assert status["shed"] == 1 and status["requests_queued"] == 1
 
 
+async def test_shedding_alone_serves_and_sheds_sync_requests_without_tasks(
+    tmp_path: Path,
+) -> None:
+    gate = Gate()
+    sock = tmp_path / "app.sock"
+    async with serve(gated(gate), sock, threads=1, max_queue=1) as server:
+        served = server.server
+        running = start_get(sock, "/block")
+        await asyncio.to_thread(gate.wait_entered, 1)
+        waiting = start_get(sock, "/block")
+        await asyncio.to_thread(_wait_queued, server)
+        assert len(served.direct) == 2 and not served.tasks
+        shed = await get(sock, "/block")
+        gate.open()
+        answered = await asyncio.gather(running, waiting)
+    assert shed.split()[0]["status"].startswith("503")
+    assert [response.split()[1] for response in answered] == [b"done /block\n"] * 2
+    assert served.stats.requests_finished == 3 and not served.direct
+
+
 async def test_shedding_alone_adds_no_timer_or_log_thread(tmp_path: Path) -> None:
     sock = tmp_path / "app.sock"
     async with serve(gated(Gate()), sock, threads=2) as server:

@@ -355,6 +355,14 @@ class OpsHandler:
         self._serve: Callable[[RequestCycle], Awaitable[None]] = (
             self._observed if observing else self._shed_only
         )
+        # Only shedding: a handler that serves requests without a task keeps doing so (see
+        # Server.start_cycle); timing and logging need the task path.
+        self._inner_direct: Callable[[RequestCycle], None] | None = getattr(
+            inner, "serve_direct", None
+        )
+        self.serve_direct: Callable[[RequestCycle], None] | None = (
+            self._shed_direct if not observing and self._inner_direct is not None else None
+        )
 
     def attach(self, server: Server) -> None:
         """The server this handler serves (its connection counters go to the status page).
@@ -375,6 +383,16 @@ class OpsHandler:
             self._shed(cycle)
             return
         await self.inner(cycle)
+
+    def _shed_direct(self, cycle: RequestCycle) -> None:
+        """``_shed_only`` for a request the server hands over without a task."""
+        pool = self.pool
+        if pool is not None and pool.overloaded(self.max_queue, self.max_queue_time):
+            self._shed(cycle)
+            cycle.protocol.server.finish_cycle(cycle)
+            return
+        assert self._inner_direct is not None
+        self._inner_direct(cycle)
 
     async def _observed(self, cycle: RequestCycle) -> None:
         if self.status_path is not None and self._is_status(cycle.params):
