@@ -144,8 +144,8 @@ class ApplicationHandler:
     ) -> None:
         """On the loop, once the thread returned: end the request, or go on in a task."""
         if cycle.posted != cycle.taken:
-            # Output the thread posted is still queued on the loop, ahead of this callback only
-            # if this one is queued too: END_REQUEST must follow it.
+            # Output the thread posted still waits in the loop's queue of callbacks, which may
+            # run after this I/O callback: queued behind it, END_REQUEST follows that output.
             cycle.protocol.loop.call_soon(self._sync_done, cycle, request, response, result, error)
             return
         server = cycle.protocol.server
