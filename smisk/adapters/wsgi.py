@@ -1,9 +1,11 @@
 """PEP 3333: runs a WSGI application as a handler for ``smisk.server.Server``.
 
-Rules: the application runs in a bounded thread pool inside a copy of the request task's
-context; the thread never touches the transport. Input is read from the loop in chunks;
-output is collected in the thread and handed to the loop in batches: a small response costs one
-hand-off (the thread's result), a streamed one is sent block by block without waiting, with a
+Rules: the application runs in a bounded thread pool inside a copy of the loop's context (the
+request's task's, when a server wrapper gives it one); the thread never touches the transport.
+A request needs no task: its thread's outcome ends it on the loop, after all the output the
+thread posted. Input is read from the loop in chunks; output is collected in the thread and
+handed to the loop in batches: a small response costs one hand-off (the thread's result), a
+streamed one is sent block by block without waiting, with a
 blocking, draining write at least every ``STREAM_WINDOW`` bytes (backpressure). Files from
 ``wsgi.file_wrapper`` are read in the thread and sent in large chunks. Every status and header
 is checked on every response (``smisk.core.headers`` decides what may go on the wire); a check
@@ -13,6 +15,7 @@ that passed is remembered for the few values an application repeats, one that fa
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import re
@@ -354,16 +357,11 @@ class _Exchange:
             return
         data = self._take()
         self.unconfirmed += len(data)
-        if wait or self.unconfirmed > STREAM_WINDOW:
+        # Posted output is counted by the cycle: a request served without a task ends only
+        # after the loop took it (``WSGIHandler._direct_done``).
+        if wait or self.unconfirmed > STREAM_WINDOW or not self.cycle.post(data):
             self.unconfirmed = 0
             self.channel.block(self.cycle.write, data)
-        else:
-            self.channel.loop.call_soon_threadsafe(self._push, data)
-
-    def _push(self, data: bytes) -> None:
-        # On the loop: a disconnect in between makes the thread's next write raise instead.
-        if self.cycle.is_active:
-            self.cycle.write_nowait(data)
 
     @property
     def complete(self) -> bool:
@@ -469,6 +467,31 @@ class WSGIHandler:
         if channel is None:
             channel = self._channels[loop] = Channel(loop, threaded=True)
         return channel
+
+    def serve_direct(self, cycle: RequestCycle) -> None:
+        """Serve ``cycle`` without a task (``Server.start_cycle``): a handler thread runs the
+        application in a copy of the loop's context, and its outcome ends the request on the
+        loop. The server's wrappers that need a task (timeouts, access log) call the handler."""
+        loop = cycle.protocol.loop
+        exchange = _Exchange(self, cycle, self._channels.get(loop) or self._channel(loop))
+        done = functools.partial(self._direct_done, cycle)
+        try:
+            self.executor.submit(loop, done, contextvars.copy_context().run, exchange.run)
+        except RuntimeError as error:  # the threads are shut down: a 500, as in a task
+            cycle.protocol.server.finish_cycle(cycle, error)
+
+    def _direct_done(
+        self, cycle: RequestCycle, final: bytes | None, error: BaseException | None
+    ) -> None:
+        """On the loop, once the thread returned: END_REQUEST after all the output it posted."""
+        if cycle.posted != cycle.taken:
+            # Posted output still waits in the loop's queue of callbacks, which may run after
+            # this I/O callback (uvloop): queued behind it, END_REQUEST follows that output.
+            cycle.protocol.loop.call_soon(self._direct_done, cycle, final, error)
+            return
+        if error is None and final is not None and cycle.is_active:
+            cycle.end(final)
+        cycle.protocol.server.finish_cycle(cycle, error)
 
     async def __call__(self, cycle: RequestCycle) -> None:
         loop = asyncio.get_running_loop()
