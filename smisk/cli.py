@@ -229,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 75; 0: no limit)",
     )
     add(
+        "--http-send-timeout",
+        type=_seconds,
+        default=_env("HTTP_SEND_TIMEOUT"),
+        metavar="S",
+        help="seconds an --http client may take to accept more of a response before it is "
+        "dropped (default 60; 0: no limit)",
+    )
+    add(
         "--allow-from",
         action="append",
         metavar="NET",
@@ -347,6 +355,7 @@ _LIMIT_VARIABLES = {
     "acceptors": "SMISK_ACCEPTORS",
     "http_max_connections": "SMISK_HTTP_MAX_CONNECTIONS",
     "http_idle_timeout": "SMISK_HTTP_IDLE_TIMEOUT",
+    "http_send_timeout": "SMISK_HTTP_SEND_TIMEOUT",
 }
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import resource
 import socket
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -45,6 +46,7 @@ _BAD_GATEWAY = b"502 Bad Gateway: the application ended without a valid response
 
 DEFAULT_MAX_CONNECTIONS = 512  # nginx's worker_connections
 DEFAULT_IDLE_TIMEOUT = 75.0  # nginx's keepalive_timeout; below the FastCGI side's 300 s
+DEFAULT_SEND_TIMEOUT = 60.0  # nginx's send_timeout: a client that takes nothing for this long
 # A connection holds three descriptors: the client's socket and both ends of the socketpair.
 FDS_PER_CONNECTION = 3
 # Descriptors left for everything else (listeners, logs, the application's own files) when the
@@ -79,12 +81,17 @@ class HTTPLimits:
     max_connections: int = field(default_factory=default_max_connections)
     # Seconds a keep-alive connection may wait for its next request before it is closed.
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    # Seconds a client may take to accept more of a response (nginx's send_timeout): past it
+    # the connection is dropped and the application's request aborted, instead of the response
+    # waiting in memory for a reader that never comes.
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> HTTPLimits:
-        """Defaults overridden by ``SMISK_HTTP_MAX_CONNECTIONS`` (0: the default) and
-        ``SMISK_HTTP_IDLE_TIMEOUT`` (0: no limit), which ``--http-max-connections`` and
-        ``--http-idle-timeout`` set. Raises ``ValueError`` naming a malformed variable."""
+        """Defaults overridden by ``SMISK_HTTP_MAX_CONNECTIONS`` (0: the default),
+        ``SMISK_HTTP_IDLE_TIMEOUT`` and ``SMISK_HTTP_SEND_TIMEOUT`` (0: no limit), which
+        ``--http-max-connections``, ``--http-idle-timeout`` and ``--http-send-timeout`` set.
+        Raises ``ValueError`` naming a malformed variable."""
         env = os.environ if environ is None else environ
         limits = cls()
         connections = _non_negative(env, "SMISK_HTTP_MAX_CONNECTIONS", int)
@@ -93,6 +100,9 @@ class HTTPLimits:
         idle = _non_negative(env, "SMISK_HTTP_IDLE_TIMEOUT", float)
         if idle is not None:
             limits = replace(limits, idle_timeout=idle)
+        send = _non_negative(env, "SMISK_HTTP_SEND_TIMEOUT", float)
+        if send is not None:
+            limits = replace(limits, send_timeout=send)
         return limits
 
 
@@ -116,6 +126,10 @@ def _deadline(seconds: float) -> float | None:
 
 class BadGateway(Exception):
     """The application's FastCGI output could not be turned into an HTTP response."""
+
+
+class ClientStalled(Exception):
+    """The HTTP client took none of the response for ``HTTPLimits.send_timeout`` seconds."""
 
 
 class DevHTTPFrontEnd:
@@ -228,6 +242,9 @@ class DevHTTPFrontEnd:
         try:
             app = await _connect_app(self.server, pair)
             await _HTTPConnection(self, reader, writer).run(*app)
+        except ClientStalled as stalled:
+            log.info("dropping HTTP connection: %s", stalled)
+            _reset(writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except h11.ProtocolError as error:
@@ -236,6 +253,17 @@ class DevHTTPFrontEnd:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection whose client takes nothing: a reset, not a close. ``close()`` would
+    wait for the buffered response, and a closed socket would still trickle its kernel buffer
+    out to the stalled client; a zero linger discards both."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _accept(sock: socket.socket) -> tuple[socket.socket, tuple[socket.socket, socket.socket]]:
@@ -282,6 +310,7 @@ class _HTTPConnection:
         self.server = front.server
         self.head_timeout = _deadline(front.server.server_limits.params_timeout)
         self.idle_timeout = _deadline(front.limits.idle_timeout)
+        self.send_timeout = _deadline(front.limits.send_timeout)
         self.reader = reader
         self.writer = writer
         self.http = h11.Connection(h11.SERVER)
@@ -338,6 +367,17 @@ class _HTTPConnection:
             return False
         self.http.receive_data(data)
         return True
+
+    async def drain(self) -> None:
+        """Wait until the client has taken enough of the response; ``ClientStalled`` when it
+        takes nothing for ``send_timeout`` seconds."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise ClientStalled(
+                f"the client read nothing for {self.send_timeout:g} s (send_timeout)"
+            ) from None
 
     async def _next_event(self) -> Any:
         while True:
@@ -495,7 +535,7 @@ class _ResponseRelay:
         if self.bodyless or self.http.our_state is not h11.SEND_BODY:
             return
         self.writer.write(self.http.send(h11.Data(data=data)))
-        await self.writer.drain()
+        await self.connection.drain()
 
     def _finish(self) -> None:
         if not self.began:

@@ -227,6 +227,36 @@ def test_slow_and_idle_clients_are_closed(tmp_path: Path) -> None:
         assert "Traceback" not in server.log
 
 
+BIG_APP = """
+from smisk.core import Application
+
+class BigApp(Application):
+    def service(self):
+        if self.request.url.path == "/big":
+            self.response.headers.append("Content-Type: application/octet-stream")
+            for _ in range(256):  # 64 MiB, far more than the socket buffers hold
+                self.response.write(b"z" * 262144)
+        else:
+            self.response("small")
+"""
+
+
+def test_a_client_that_stops_reading_is_dropped(tmp_path: Path) -> None:
+    (tmp_path / "bigapp.py").write_text(BIG_APP)
+    args = ["bigapp:BigApp", "--http", "127.0.0.1:0", "--http-send-timeout", "1"]
+    with ServeProcess(args, tmp_path) as server:
+        port = http_port(server)
+        with connect(port) as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            server.wait_for(r"dropping HTTP connection: the client read nothing for 1 s")
+            assert closed_by_server(stalled)
+        with connect(port) as fresh:  # the worker goes on serving
+            fresh.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(fresh)[:3:2] == (200, b"small")
+        assert "Traceback" not in server.log
+
+
 def test_max_connections_pauses_accepting_until_one_closes(tmp_path: Path) -> None:
     with serve_env_app(tmp_path, "--http-max-connections", "2") as server:
         port = http_port(server)
@@ -278,13 +308,18 @@ def test_default_max_connections_fits_the_descriptor_limit() -> None:
 
 def test_limits_from_the_environment() -> None:
     limits = HTTPLimits.from_environ(
-        {"SMISK_HTTP_MAX_CONNECTIONS": "7", "SMISK_HTTP_IDLE_TIMEOUT": "2.5"}
+        {
+            "SMISK_HTTP_MAX_CONNECTIONS": "7",
+            "SMISK_HTTP_IDLE_TIMEOUT": "2.5",
+            "SMISK_HTTP_SEND_TIMEOUT": "4",
+        }
     )
-    assert (limits.max_connections, limits.idle_timeout) == (7, 2.5)
+    assert (limits.max_connections, limits.idle_timeout, limits.send_timeout) == (7, 2.5, 4)
     assert HTTPLimits.from_environ({"SMISK_HTTP_MAX_CONNECTIONS": "0"}) == HTTPLimits()
     for variable, text in (
         ("SMISK_HTTP_MAX_CONNECTIONS", "many"),
         ("SMISK_HTTP_IDLE_TIMEOUT", "-1"),
+        ("SMISK_HTTP_SEND_TIMEOUT", "soon"),
     ):
         with pytest.raises(ValueError, match=variable):
             HTTPLimits.from_environ({variable: text})
