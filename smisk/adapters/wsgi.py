@@ -358,7 +358,7 @@ class _Exchange:
         data = self._take()
         self.unconfirmed += len(data)
         # Posted output is counted by the cycle: a request served without a task ends only
-        # after the loop took it (``WSGIHandler._direct_done``).
+        # after the loop took it (``RequestCycle.after_posted_output``).
         if wait or self.unconfirmed > STREAM_WINDOW or not self.cycle.post(data):
             self.unconfirmed = 0
             self.channel.block(self.cycle.write, data)
@@ -473,8 +473,8 @@ class WSGIHandler:
         application in a copy of the loop's context, and its outcome ends the request on the
         loop. The server's wrappers that need a task (timeouts, access log) call the handler."""
         loop = cycle.protocol.loop
-        exchange = _Exchange(self, cycle, self._channels.get(loop) or self._channel(loop))
-        done = functools.partial(self._direct_done, cycle)
+        exchange = _Exchange(self, cycle, self._channel(loop))
+        done = functools.partial(cycle.after_posted_output, self._direct_done, cycle)
         try:
             self.executor.submit(loop, done, contextvars.copy_context().run, exchange.run)
         except RuntimeError as error:  # the threads are shut down: a 500, as in a task
@@ -483,12 +483,7 @@ class WSGIHandler:
     def _direct_done(
         self, cycle: RequestCycle, final: bytes | None, error: BaseException | None
     ) -> None:
-        """On the loop, once the thread returned: END_REQUEST after all the output it posted."""
-        if cycle.posted != cycle.taken:
-            # Posted output still waits in the loop's queue of callbacks, which may run after
-            # this I/O callback (uvloop): queued behind it, END_REQUEST follows that output.
-            cycle.protocol.loop.call_soon(self._direct_done, cycle, final, error)
-            return
+        """On the loop, once the thread returned and its posted output was taken."""
         if error is None and final is not None and cycle.is_active:
             cycle.end(final)
         cycle.protocol.server.finish_cycle(cycle, error)

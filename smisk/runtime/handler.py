@@ -123,9 +123,10 @@ class ApplicationHandler:
         """Serve ``cycle`` without a task: a handler thread runs the service in a copy of the
         loop's context (as a task would get), and its outcome ends the request on the loop."""
         loop = cycle.protocol.loop
-        channel = self._channels.get(loop) or self._channel(loop)
-        request, response = self._new_objects(cycle, channel)
-        done = functools.partial(self._sync_done, cycle, request, response)
+        request, response = self._new_objects(cycle, self._channel(loop))
+        done = functools.partial(
+            cycle.after_posted_output, self._sync_done, cycle, request, response
+        )
         assert self.executor is not None
         try:
             self.executor.submit(
@@ -142,12 +143,8 @@ class ApplicationHandler:
         result: None,
         error: BaseException | None,
     ) -> None:
-        """On the loop, once the thread returned: end the request, or go on in a task."""
-        if cycle.posted != cycle.taken:
-            # Output the thread posted still waits in the loop's queue of callbacks, which may
-            # run after this I/O callback: queued behind it, END_REQUEST follows that output.
-            cycle.protocol.loop.call_soon(self._sync_done, cycle, request, response, result, error)
-            return
+        """On the loop, once the thread returned and its posted output was taken: end the
+        request, or go on in a task."""
         server = cycle.protocol.server
         if request._multipart is not None or (
             error is None and response._file_to_stream is not None and not cycle.aborted

@@ -144,6 +144,15 @@ class RequestCycle:
         self.protocol.loop.call_soon_threadsafe(self._take_posted, data)
         return True
 
+    def after_posted_output(self, callback: Callable[..., None], *args: object) -> None:
+        """On the loop: run ``callback(*args)`` once every output a handler thread posted
+        (``post``) was taken. A thread's outcome can arrive ahead of its last posts (uvloop
+        runs I/O callbacks before queued ones); queued behind them, what it ends follows them."""
+        if self.posted != self.taken:
+            self.protocol.loop.call_soon(self.after_posted_output, callback, *args)
+        else:
+            callback(*args)
+
     def _take_posted(self, data: bytes) -> None:
         self.taken += len(data)
         if self.is_active:  # else the thread's next write raises ClientGone
