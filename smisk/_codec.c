@@ -761,6 +761,167 @@ codec_split_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs, P
     return out;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The opening of a responder request in one read: what nearly every request starts with.      */
+
+#define TYPE_BEGIN_REQUEST 1
+#define TYPE_PARAMS 4
+#define ROLE_RESPONDER 1
+
+typedef struct {
+    int type;
+    long id;
+    Py_ssize_t length, padding;
+} record_header;
+
+static void
+header_fields(const unsigned char *p, record_header *h)
+{
+    h->type = p[1];
+    h->id = ((long)p[2] << 8) | p[3];
+    h->length = ((Py_ssize_t)p[4] << 8) | p[5];
+    h->padding = p[6];
+}
+
+/* The header at pos; 0 when fewer than 8 bytes are left or the version is not 1. */
+static int
+head_at(const unsigned char *buf, Py_ssize_t end, Py_ssize_t pos, record_header *h)
+{
+    if (end - pos < RECORD_HEADER_SIZE || buf[pos] != FCGI_VERSION) {
+        return 0;
+    }
+    header_fields(buf + pos, h);
+    return 1;
+}
+
+typedef struct {
+    long request_id;
+    int flags;
+    int input_done;
+    Py_ssize_t params_start, params_end; /* the first PARAMS record's content */
+    int params_records;                  /* non-empty PARAMS records */
+    Py_ssize_t params_size;              /* their content, in all */
+} request_head;
+
+/* Whether buf is exactly BEGIN_REQUEST (responder), PARAMS up to the empty one and optionally
+ * the empty STDIN record, all for one request id, with params_size at most max_bytes. */
+static int
+scan_request_head(const unsigned char *buf, Py_ssize_t end, long long max_bytes,
+                  request_head *out)
+{
+    record_header h;
+    if (!head_at(buf, end, 0, &h) || h.type != TYPE_BEGIN_REQUEST || h.id == 0 ||
+        h.length != RECORD_HEADER_SIZE || h.padding > end - 2 * RECORD_HEADER_SIZE ||
+        ((buf[8] << 8) | buf[9]) != ROLE_RESPONDER) {
+        return 0;
+    }
+    out->request_id = h.id;
+    out->flags = buf[10];
+    out->params_records = 0;
+    out->params_start = out->params_end = out->params_size = 0;
+    Py_ssize_t pos = 2 * RECORD_HEADER_SIZE + h.padding;
+    for (;;) {
+        if (!head_at(buf, end, pos, &h) || h.type != TYPE_PARAMS || h.id != out->request_id ||
+            h.length + h.padding > end - pos - RECORD_HEADER_SIZE) {
+            return 0;
+        }
+        Py_ssize_t start = pos + RECORD_HEADER_SIZE;
+        pos = start + h.length + h.padding;
+        if (h.length == 0) {
+            break;
+        }
+        if (out->params_records++ == 0) {
+            out->params_start = start;
+            out->params_end = start + h.length;
+        }
+        out->params_size += h.length;
+        if (out->params_size > max_bytes) {
+            return 0;
+        }
+    }
+    out->input_done = pos < end;
+    if (out->input_done &&
+        (!head_at(buf, end, pos, &h) || h.type != TYPE_STDIN || h.id != out->request_id ||
+         h.length != 0 || h.padding != end - pos - RECORD_HEADER_SIZE)) {
+        return 0;
+    }
+    return 1;
+}
+
+/* The PARAMS content of a scanned head, joined when it spans several records, decoded. */
+static PyObject *
+head_params(const unsigned char *buf, const request_head *head)
+{
+    if (head->params_records <= 1) {
+        return head->params_records == 0
+                   ? PyList_New(0)
+                   : decode_pairs(buf + head->params_start, head->params_size);
+    }
+    unsigned char *joined = PyMem_Malloc(head->params_size);
+    if (joined == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t pos = head->params_start - RECORD_HEADER_SIZE, filled = 0;
+    record_header h;
+    while (filled < head->params_size) { /* the records were checked by scan_request_head */
+        header_fields(buf + pos, &h);
+        memcpy(joined + filled, buf + pos + RECORD_HEADER_SIZE, h.length);
+        filled += h.length;
+        pos += RECORD_HEADER_SIZE + h.length + h.padding;
+    }
+    PyObject *pairs = decode_pairs(joined, head->params_size);
+    PyMem_Free(joined);
+    return pairs;
+}
+
+static PyObject *
+head_tuple(const request_head *head, PyObject *params)
+{
+    return Py_BuildValue("(liNO)", head->request_id, head->flags, params,
+                         head->input_done ? Py_True : Py_False);
+}
+
+static const char *const request_head_params[] = {"data", "max_params_bytes",
+                                                  "max_params_count"};
+static const signature request_head_sig = {"read_request_head", request_head_params, 3, 3};
+
+static PyObject *
+codec_read_request_head(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    PyObject *argv[3];
+    Py_buffer buffer;
+    if (bind_args(&request_head_sig, args, nargs, kwnames, argv) < 0 ||
+        get_byte_buffer(argv[0], &buffer) < 0) {
+        return NULL;
+    }
+    long long max_bytes, max_count;
+    PyObject *out = NULL;
+    request_head head;
+    if (integer_argument(argv[1], "limits must be integers", &max_bytes) == 0 &&
+             integer_argument(argv[2], "limits must be integers", &max_count) == 0) {
+        if (!scan_request_head(buffer.buf, buffer.len, max_bytes, &head)) {
+            out = Py_NewRef(Py_None);
+        }
+        else {
+            PyObject *params = head_params(buffer.buf, &head);
+            if (params == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear(); /* malformed pairs: the general path reports them */
+                out = Py_NewRef(Py_None);
+            }
+            else if (params != NULL && PyList_GET_SIZE(params) > max_count) {
+                Py_DECREF(params);
+                out = Py_NewRef(Py_None);
+            }
+            else if (params != NULL) {
+                out = head_tuple(&head, params);
+            }
+        }
+    }
+    PyBuffer_Release(&buffer);
+    return out;
+}
+
 /* A header or status field: TypeError unless an int, ValueError outside 0..limit. */
 static int
 field_argument(PyObject *o, long limit, const char *what, long *value)
@@ -2190,6 +2351,10 @@ static PyMethodDef codec_methods[] = {
     {"split_records", FASTCALL_KW(codec_split_records),
      PyDoc_STR("split_records(data, offset=0, view_from=0)\n--\n\nSlice the whole records out "
                "of data: ([(type, request_id, content), ...], end).")},
+    {"read_request_head", FASTCALL_KW(codec_read_request_head),
+     PyDoc_STR("read_request_head(data, max_params_bytes, max_params_count)\n--\n\nThe "
+               "opening of a responder request when data is exactly that: (request_id, flags, "
+               "params, input_done), else None.")},
     {"frame_records", FASTCALL_KW(codec_frame_records),
      PyDoc_STR("frame_records(record_type, request_id, data)\n--\n\nFrame data as padded "
                "records of at most 65535 bytes.")},

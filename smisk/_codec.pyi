@@ -14,6 +14,9 @@ def parse_record_header(data: _Buffer, offset: int = 0) -> tuple[int, int, int, 
 def split_records(
     data: _Buffer, offset: int = 0, view_from: int = 0
 ) -> tuple[list[_Record], int]: ...
+def read_request_head(
+    data: _Buffer, max_params_bytes: int, max_params_count: int
+) -> tuple[int, int, list[tuple[bytes, bytes]], bool] | None: ...
 def frame_records(record_type: int, request_id: int, data: _Buffer) -> bytes: ...
 def frame_end(
     request_id: int,

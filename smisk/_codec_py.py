@@ -25,6 +25,7 @@ __all__ = [
     "params_latin1",
     "params_text",
     "parse_record_header",
+    "read_request_head",
     "split_records",
     "uid",
     "url_decode",
@@ -210,6 +211,87 @@ def split_records(data: Buffer, offset: int = 0, view_from: int = 0) -> tuple[li
         records.append((record_type, request_id, content))
         pos = start + length + padding
     return records, pos
+
+
+_BEGIN_REQUEST, _PARAMS, _STDIN = 1, 4, 5
+_RESPONDER = 1
+
+RequestHead = tuple[int, int, list[tuple[bytes, bytes]], bool]
+
+
+def read_request_head(
+    data: Buffer, max_params_bytes: int, max_params_count: int
+) -> RequestHead | None:
+    """The opening of a responder request, when ``data`` is exactly that: ``(request_id, flags,
+    params, input_done)``.
+
+    ``data`` must hold a BEGIN_REQUEST for the responder role (request id above 0), its PARAMS
+    records up to the empty one that ends them, optionally the empty STDIN record of a request
+    without a body (``input_done``), all for that one request id, and nothing more. ``flags`` is
+    the BEGIN_REQUEST flags byte; ``params`` the decoded name-value pairs. Anything else gives
+    None: other records or ids, bytes cut elsewhere, a header or padding that does not fit,
+    malformed pairs, or PARAMS over ``max_params_bytes`` (content bytes) or ``max_params_count``
+    (pairs). The caller then takes the general path, which says what is wrong.
+    """
+    _check_buffer(data)
+    if not isinstance(max_params_bytes, int) or not isinstance(max_params_count, int):
+        raise TypeError("limits must be integers")
+    data = _byte_view(data)
+    end, unpack = len(data), _HEADER.unpack_from
+    if end < 2 * _HEADER_SIZE:
+        return None
+    version, record_type, request_id, length, padding = unpack(data, 0)
+    if (
+        version != _VERSION
+        or record_type != _BEGIN_REQUEST
+        or request_id == 0
+        or length != _HEADER_SIZE
+        or padding > end - 2 * _HEADER_SIZE
+        or (data[8] << 8 | data[9]) != _RESPONDER
+    ):
+        return None
+    flags, pos = data[10], 2 * _HEADER_SIZE + padding
+    chunks: list[bytes] = []
+    size = 0
+    while True:  # the PARAMS stream, up to its empty record
+        if end - pos < _HEADER_SIZE:
+            return None
+        version, record_type, rid, length, padding = unpack(data, pos)
+        start = pos + _HEADER_SIZE
+        if (
+            version != _VERSION
+            or record_type != _PARAMS
+            or rid != request_id
+            or length + padding > end - start
+        ):
+            return None
+        pos = start + length + padding
+        if not length:
+            break
+        size += length
+        if size > max_params_bytes:
+            return None
+        chunks.append(bytes(data[start : start + length]))
+    input_done = pos < end
+    if input_done:  # nothing but the empty STDIN record may follow
+        if end - pos < _HEADER_SIZE:
+            return None
+        version, record_type, rid, length, padding = unpack(data, pos)
+        if (
+            version != _VERSION
+            or record_type != _STDIN
+            or rid != request_id
+            or length != 0
+            or padding != end - pos - _HEADER_SIZE
+        ):
+            return None
+    try:
+        params = decode_params(b"".join(chunks))
+    except ValueError:
+        return None
+    if len(params) > max_params_count:
+        return None
+    return request_id, flags, params, input_done
 
 
 def _frame(record_type: int, request_id: int, data: bytes, parts: list[bytes]) -> None:

@@ -29,6 +29,7 @@ params_text = _impl.params_text
 params_latin1 = _impl.params_latin1
 parse_record_header = _impl.parse_record_header
 split_records = _impl.split_records
+read_request_head = _impl.read_request_head
 frame_records = _impl.frame_records
 frame_end = _impl.frame_end
 pack = _impl.pack
@@ -52,6 +53,7 @@ __all__ = [
     "params_latin1",
     "params_text",
     "parse_record_header",
+    "read_request_head",
     "split_records",
     "uid",
     "url_decode",
