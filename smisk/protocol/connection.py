@@ -122,7 +122,8 @@ class FastCGIConnection:
         if not self._requests and not self._reader.buffered:
             limits = self.limits
             head = read_request_head(data, limits.max_params_bytes, limits.max_params_count)
-            if head is not None and limits.max_requests_per_connection:
+            # A limit below one refuses every request: that refusal is the record path's.
+            if head is not None and limits.max_requests_per_connection > 0:
                 return self._request_head(*head)
         events: list[Event] = []
         try:
