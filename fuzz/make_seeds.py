@@ -61,6 +61,16 @@ FRAMING = [
     b"\x02" + encode_record(6, 1, b"after a bad version")[1:],
 ]
 PARAMS = [encode_params([(b"A", b"1"), (b"B" * 200, b"v" * 300)]), b"\x80\x00\x00\x01\x01ab"]
+_GET = _request(1, b"")
+REQUEST_HEADS = [
+    _GET,  # BEGIN, PARAMS, empty PARAMS, empty STDIN: a GET as nginx sends it
+    _GET[:-8],  # the same without the STDIN record (a body follows)
+    encode_record(1, 2, bytes((0, 1, 0, 0, 0, 0, 0, 0)))
+    + encode_record(4, 2, encode_params([(b"A", b"1")])[:3])
+    + encode_record(4, 2, encode_params([(b"A", b"1")])[3:])
+    + encode_record(4, 2),  # a pair cut across two PARAMS records
+    _request(1, b"a=1"),  # a body: left to the record path
+]
 
 
 def _write(target: str, payload: bytes, options: bytes) -> None:
@@ -88,6 +98,8 @@ def main() -> None:
         _write("framing", raw, b"\x00\x08\x00\x10")
     for raw in PARAMS:
         _write("params", raw, b"")
+    for raw in REQUEST_HEADS:
+        _write("request_head", raw, b"")
 
 
 if __name__ == "__main__":
