@@ -1,12 +1,13 @@
 """HandlerThreads: the bounded pool that runs sync handlers off the event loop.
 
-Rules: the loop hands work over with one queue put (and, when a thread is idle, one atomic
-deque pop: no lock per request); a thread hands the outcome back through its loop's ``_Inbox``
-(an append and at most one eventfd write, which releases the GIL before it wakes the loop), and
-the loop runs the caller's ``done(result, error)``. The future ``run``/``call`` return cannot be
-cancelled: a thread cannot be stopped, so cancelling the awaiting task (abort, disconnect,
-shutdown) takes effect when the handler returns, and nothing the handler still uses (upload
-files, the request) is released under it.
+Rules: the loop hands work over at the end of the loop pass that submitted it (a thread woken
+sooner would take the GIL from the loop between the connections it still reads), with one queue
+put per item and, when a thread is idle, one atomic deque pop: no lock per request. A thread hands
+the outcome back through its loop's ``_Inbox`` (an append and at most one eventfd write, which
+releases the GIL before it wakes the loop), and the loop runs the caller's ``done(result,
+error)``. The future ``run``/``call`` return cannot be cancelled: a thread cannot be stopped, so
+cancelling the awaiting task (abort, disconnect, shutdown) takes effect when the handler returns,
+and nothing the handler still uses (upload files, the request) is released under it.
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ class _Inbox:
     woken loop runs at once; several outcomes posted before the loop runs share one wake-up.
     """
 
-    __slots__ = ("_read_fd", "_write_fd", "loop", "outcomes", "signalled")
+    __slots__ = ("_read_fd", "_write_fd", "batch", "loop", "outcomes", "signalled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        # Work submitted on the loop and not yet handed to the threads (see HandlerThreads).
+        self.batch: list[tuple[_Inbox, Done, Callable[..., Any], tuple[Any, ...]]] = []
         self.outcomes: collections.deque[tuple[Done, Any, BaseException | None]] = (
             collections.deque()
         )
@@ -169,16 +172,33 @@ class HandlerThreads:
     ) -> None:
         """Queue ``fn(*args)``; once it returns or raises, ``done(result, error)`` runs on
         ``loop`` (``error`` is None on success). Work dropped by ``shutdown(cancel_pending=True)``
-        gets a ``WorkDropped`` error. Called on ``loop``'s thread; raises RuntimeError once the
-        pool is shut down."""
+        gets a ``WorkDropped`` error, and so does work a shutdown finds not yet handed over (the
+        threads get it at the end of the loop pass). Called on ``loop``'s thread; raises
+        RuntimeError once the pool is shut down."""
         if self._closed:
             raise RuntimeError("the handler threads are shut down")
         inbox = self._inboxes.get(loop) or self._open_inbox(loop)
-        self._queue.put((inbox, done, fn, args))
-        try:
-            self._idle.pop()  # an idle thread takes it
-        except IndexError:
-            self._start_thread()
+        batch = inbox.batch
+        batch.append((inbox, done, fn, args))
+        if len(batch) == 1:
+            loop.call_soon(self._hand_over, inbox)
+
+    def _hand_over(self, inbox: _Inbox) -> None:
+        """On the loop, after the callbacks of the pass that submitted work: wake threads for
+        it. A thread woken earlier would wait for the GIL while the loop still reads the other
+        connections of that pass, and take it from the loop between every two of them."""
+        batch, inbox.batch = inbox.batch, []
+        if self._closed:  # shut down since: as work dropped from the queue
+            for _, done, _, _ in batch:
+                inbox.post(done, None, WorkDropped("the handler threads shut down"))
+            return
+        put, idle = self._queue.put, self._idle
+        for item in batch:
+            put(item)
+            try:
+                idle.pop()  # an idle thread takes it
+            except IndexError:
+                self._start_thread()
 
     def run(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> Any:
         """Queue ``fn(*args)``; return a future (of ``loop``) for its result."""

@@ -94,6 +94,7 @@ def test_a_queue_that_would_take_too_long_to_drain_is_overloaded() -> None:
     loop = asyncio.new_event_loop()
     try:
         pool.run(loop, gate.wait)
+        loop.run_until_complete(asyncio.sleep(0))  # the pass ends: the thread gets the work
         gate.wait_entered(1)
         pool.service_time = 10.0  # handlers take 10 s each: two waiting requests take 20 s
         for _ in range(2):
@@ -103,6 +104,27 @@ def test_a_queue_that_would_take_too_long_to_drain_is_overloaded() -> None:
             pool.run(loop, lambda: None)
         assert pool.overloaded(0, 30.0)  # four take 40 s
         assert pool.overloaded(3, 0.0) and not pool.overloaded(0, 0.0)  # count cap alone
+    finally:
+        gate.open()
+        pool.shutdown(wait=True)
+        loop.close()
+
+
+def test_work_free_threads_are_about_to_take_is_not_waiting() -> None:
+    # A burst read in one loop pass reaches the threads at the pass's end: until then it is
+    # queued, yet only what exceeds the free threads waits for one.
+    gate = Gate()
+    pool = ObservedPool(3, "shed-test", CounterBlock(1).slot(1))
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):
+            pool.run(loop, gate.wait)
+        assert pool.queued == 3 and not pool.overloaded(1, 0.0)
+        pool.run(loop, gate.wait)
+        assert pool.overloaded(1, 0.0)  # the fourth has no thread to go to
+        loop.run_until_complete(asyncio.sleep(0))
+        gate.wait_entered(3)
+        assert pool.busy == 3 and pool.overloaded(1, 0.0)
     finally:
         gate.open()
         pool.shutdown(wait=True)

@@ -172,6 +172,7 @@ async def test_outcomes_posted_while_the_loop_is_busy_share_one_wake_up(
         wakes.clear()
         pool.submit(loop, lambda result, error: seen.append(result), int, "1")
         pool.submit(loop, lambda result, error: seen.append(result), int, "2")
+        await asyncio.sleep(0)  # the pass ends: the threads get the work
         # The loop stays busy (blocked here) until both outcomes wait in the inbox.
         _until(lambda: len(inbox.outcomes) == 2)
         while len(seen) < 2:
@@ -180,6 +181,47 @@ async def test_outcomes_posted_while_the_loop_is_busy_share_one_wake_up(
         assert len(wakes) == 1
     finally:
         pool.shutdown()
+
+
+async def test_work_reaches_the_threads_once_the_pass_that_submitted_it_is_over() -> None:
+    # A thread woken in the middle of the loop's pass would take the GIL from the loop between
+    # every two connections it still reads: the work of a pass is handed over at its end.
+    pool = HandlerThreads(4)
+    loop = asyncio.get_running_loop()
+    results: list[int] = []
+    finished = asyncio.Event()
+
+    def done(result: int, error: BaseException | None) -> None:
+        results.append(result)
+        if len(results) == 3:
+            finished.set()
+
+    try:
+        for n in range(3):
+            pool.submit(loop, done, int, str(n))
+        assert pool._queue.qsize() == 0 and pool.size == 0  # still this pass: no thread has it
+        await finished.wait()
+        assert sorted(results) == [0, 1, 2]
+        assert 1 <= pool.size <= 3
+    finally:
+        pool.shutdown()
+
+
+async def test_work_a_shutdown_finds_not_handed_over_is_dropped() -> None:
+    pool = HandlerThreads(2)
+    loop = asyncio.get_running_loop()
+    await pool.call(int)  # a thread runs: the shutdown below waits for it, not for this pass
+    errors: list[BaseException | None] = []
+    dropped = asyncio.Event()
+
+    def done(result: object, error: BaseException | None) -> None:
+        errors.append(error)
+        dropped.set()
+
+    pool.submit(loop, done, int)
+    pool.shutdown(wait=False)
+    await dropped.wait()
+    assert len(errors) == 1 and isinstance(errors[0], WorkDropped)
 
 
 async def test_a_failing_done_callback_is_reported_and_later_outcomes_still_run() -> None:

@@ -244,9 +244,11 @@ class ObservedPool(HandlerThreads):
     def overloaded(self, max_queue: int, max_wait: float) -> bool:
         """True when a new request should be shed: ``max_queue`` requests wait (0: no cap), or
         the oldest waiting request has waited longer than ``max_wait`` seconds, or the queue is
-        predicted to take longer than that to drain at the handler's usual pace. Called on the
-        loop; reads without the lock (a stale value only shifts one decision)."""
-        queued = self.queued
+        predicted to take longer than that to drain at the handler's usual pace. Work a free
+        thread is about to take does not wait (the threads get the work of a loop pass at its
+        end, so a burst counts as queued until then). Called on the loop; reads without the
+        lock (a stale value only shifts one decision)."""
+        queued = self.queued - max(self.threads - self.busy, 0)
         if queued <= 0:
             return False
         if max_queue and queued >= max_queue:
