@@ -798,7 +798,7 @@ typedef struct {
     long request_id;
     int flags;
     int input_done;
-    Py_ssize_t params_start, params_end; /* the first PARAMS record's content */
+    Py_ssize_t params_start;             /* the first PARAMS record's content */
     int params_records;                  /* non-empty PARAMS records */
     Py_ssize_t params_size;              /* their content, in all */
 } request_head;
@@ -818,7 +818,7 @@ scan_request_head(const unsigned char *buf, Py_ssize_t end, long long max_bytes,
     out->request_id = h.id;
     out->flags = buf[10];
     out->params_records = 0;
-    out->params_start = out->params_end = out->params_size = 0;
+    out->params_start = out->params_size = 0;
     Py_ssize_t pos = 2 * RECORD_HEADER_SIZE + h.padding;
     for (;;) {
         if (!head_at(buf, end, pos, &h) || h.type != TYPE_PARAMS || h.id != out->request_id ||
@@ -832,7 +832,6 @@ scan_request_head(const unsigned char *buf, Py_ssize_t end, long long max_bytes,
         }
         if (out->params_records++ == 0) {
             out->params_start = start;
-            out->params_end = start + h.length;
         }
         out->params_size += h.length;
         if (out->params_size > max_bytes) {
@@ -899,7 +898,7 @@ codec_read_request_head(PyObject *module, PyObject *const *args, Py_ssize_t narg
     PyObject *out = NULL;
     request_head head;
     if (integer_argument(argv[1], "limits must be integers", &max_bytes) == 0 &&
-             integer_argument(argv[2], "limits must be integers", &max_count) == 0) {
+        integer_argument(argv[2], "limits must be integers", &max_count) == 0) {
         if (!scan_request_head(buffer.buf, buffer.len, max_bytes, &head)) {
             out = Py_NewRef(Py_None);
         }

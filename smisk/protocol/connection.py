@@ -119,11 +119,15 @@ class FastCGIConnection:
         """
         if self._broken is not None:
             raise self._broken
-        if not self._requests and not self._reader.buffered:
-            limits = self.limits
+        limits = self.limits
+        # A limit below one refuses every request: that refusal is the record path's.
+        if (
+            not self._requests
+            and not self._reader.buffered
+            and limits.max_requests_per_connection > 0
+        ):
             head = read_request_head(data, limits.max_params_bytes, limits.max_params_count)
-            # A limit below one refuses every request: that refusal is the record path's.
-            if head is not None and limits.max_requests_per_connection > 0:
+            if head is not None:
                 return self._request_head(*head)
         events: list[Event] = []
         try:

@@ -110,6 +110,11 @@ class _Inbox:
             os.close(self._write_fd)
 
 
+def _drop(inbox: _Inbox, done: Done) -> None:
+    """Tell ``done`` its work was dropped by a shutdown before any thread ran it."""
+    inbox.post(done, None, WorkDropped("the handler threads shut down"))
+
+
 if hasattr(os, "eventfd"):
 
     def _wake_fds() -> tuple[int, int]:
@@ -190,7 +195,7 @@ class HandlerThreads:
         batch, inbox.batch = inbox.batch, []
         if self._closed:  # shut down since: as work dropped from the queue
             for _, done, _, _ in batch:
-                inbox.post(done, None, WorkDropped("the handler threads shut down"))
+                _drop(inbox, done)
             return
         put, idle = self._queue.put, self._idle
         for item in batch:
@@ -235,8 +240,7 @@ class HandlerThreads:
             except queue.Empty:
                 return
             if item is not _STOP:
-                inbox, done = item[0], item[1]
-                inbox.post(done, None, WorkDropped("the handler threads shut down"))
+                _drop(item[0], item[1])
 
     def _work(self) -> None:
         get, idle = self._queue.get, self._idle.append

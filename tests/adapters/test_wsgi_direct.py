@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import io
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from smisk.protocol.records import encode_record
 from smisk.server.limits import ServerLimits
 from smisk.server.threads import HandlerThreads
 from tests.support.fcgi_client import ABORT, FastCGIClient, request_bytes
-from tests.support.serving import ServerThread, wait_until
+from tests.support.serving import HandlerGate, ServerThread, wait_until
 
 REQUEST_COMPLETE = 0
 CHUNK = 64 * 1024
@@ -33,18 +32,7 @@ LARGE = b"".join(bytes([65 + index % 26]) * CHUNK for index in range(CHUNKS))
 seen_by_request: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="fresh")
 
 
-class Gate:
-    """Holds requests at ``/block`` until opened."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-
-    def wait_entered(self) -> None:
-        assert self.entered.acquire(timeout=30), "the application never started"
-
-
-def make_app(gate: Gate) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+def make_app(gate: HandlerGate) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         route = environ["PATH_INFO"]
         if route == "/fail":
@@ -74,12 +62,12 @@ def make_app(gate: Gate) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
 @pytest.fixture(params=["asyncio", "uvloop"])
 def served(
     request: pytest.FixtureRequest, sockdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., tuple[ServerThread, Gate]]]:
+) -> Iterator[Callable[..., tuple[ServerThread, HandlerGate]]]:
     """Start a server for the app (``limits`` optional) on the parametrised loop."""
-    started: list[tuple[ServerThread, WSGIHandler, Gate]] = []
+    started: list[tuple[ServerThread, WSGIHandler, HandlerGate]] = []
 
-    def start(limits: ServerLimits | None = None) -> tuple[ServerThread, Gate]:
-        gate = Gate()
+    def start(limits: ServerLimits | None = None) -> tuple[ServerThread, HandlerGate]:
+        gate = HandlerGate()
         handler = WSGIHandler(make_app(gate), threads=4)
         with monkeypatch.context() as patch:
             if request.param == "uvloop":
@@ -108,7 +96,7 @@ def send(client: FastCGIClient, route: str, request_id: int = 1) -> None:
 
 
 def test_a_request_in_flight_has_no_task_and_counts_as_direct(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, gate = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -122,7 +110,7 @@ def test_a_request_in_flight_has_no_task_and_counts_as_direct(
 
 
 def test_each_request_runs_in_its_own_context(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, _ = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -132,7 +120,7 @@ def test_each_request_runs_in_its_own_context(
 
 @pytest.mark.parametrize("route", ["/stream", "/write", "/file"])
 def test_end_request_follows_all_output_the_thread_sent(
-    served: Callable[..., tuple[ServerThread, Gate]], route: str
+    served: Callable[..., tuple[ServerThread, HandlerGate]], route: str
 ) -> None:
     server, _ = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -144,7 +132,7 @@ def test_end_request_follows_all_output_the_thread_sent(
 
 
 def test_max_requests_counts_requests_in_flight(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, gate = served(ServerLimits(max_requests=1))
     with FastCGIClient(server.addresses[0]) as client:
@@ -159,7 +147,7 @@ def test_max_requests_counts_requests_in_flight(
 
 
 def test_graceful_close_waits_for_a_running_application(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, gate = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -176,7 +164,7 @@ def test_graceful_close_waits_for_a_running_application(
 
 
 def test_an_aborted_request_ends_after_its_thread_without_its_output(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, gate = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -190,7 +178,7 @@ def test_an_aborted_request_ends_after_its_thread_without_its_output(
 
 
 def test_a_failing_application_gives_a_500_and_the_server_keeps_serving(
-    served: Callable[..., tuple[ServerThread, Gate]],
+    served: Callable[..., tuple[ServerThread, HandlerGate]],
 ) -> None:
     server, _ = served()
     with FastCGIClient(server.addresses[0]) as client:
@@ -200,7 +188,7 @@ def test_a_failing_application_gives_a_500_and_the_server_keeps_serving(
 
 
 def test_threads_shut_down_give_a_500_and_the_server_keeps_running(
-    served: Callable[..., tuple[ServerThread, Gate]], caplog: pytest.LogCaptureFixture
+    served: Callable[..., tuple[ServerThread, HandlerGate]], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, _ = served()
     handler: Any = server.server.handler

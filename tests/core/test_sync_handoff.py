@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from smisk.runtime.handler import ApplicationHandler
 from smisk.server.limits import ServerLimits
 from smisk.server.threads import HandlerThreads
 from tests.support.fcgi_client import ABORT, FastCGIClient, request_bytes
-from tests.support.serving import ServerThread, wait_until
+from tests.support.serving import HandlerGate, ServerThread, wait_until
 
 REQUEST_COMPLETE = 0
 CHUNK = 64 * 1024
@@ -33,19 +32,8 @@ CHUNKS = 48  # 3 MiB: flushed while the service runs, partly posted to the loop 
 seen_by_request: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="fresh")
 
 
-class Gate:
-    """Holds services at ``/block`` until opened."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-
-    def wait_entered(self) -> None:
-        assert self.entered.acquire(timeout=30), "the service never started"
-
-
 class SyncApp(Application):
-    gate = Gate()
+    gate = HandlerGate()
 
     def service(self) -> None:
         route = self.request.env["REQUEST_URI"]
@@ -77,7 +65,7 @@ def served(
 
     def start(limits: ServerLimits | None = None) -> ServerThread:
         app = SyncApp()
-        SyncApp.gate = Gate()
+        SyncApp.gate = HandlerGate()
         handler = ApplicationHandler(app, threads=4)
         with monkeypatch.context() as patch:
             if request.param == "uvloop":

@@ -124,3 +124,15 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.005)
+
+
+class HandlerGate:
+    """Holds a handler (in its thread) until opened: it calls ``entered.release()`` and waits
+    on ``release``; the test calls ``wait_entered()``, then ``release.set()``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def wait_entered(self) -> None:
+        assert self.entered.acquire(timeout=30), "the handler never started"
